@@ -1,0 +1,46 @@
+# reco's recipes. Run through ./just, which makes .venv first.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
+
+# list the recipes
+default:
+    @just --list
+
+# run the service on an embedded PostgreSQL and broker (Ctrl-C stops everything)
+dev *ARGS:
+    reco dev {{ARGS}}
+
+# run the service against RECO_DATABASE_URL / RECO_KAFKA_BOOTSTRAP
+serve:
+    reco serve
+
+# the whole test suite (real PostgreSQL and broker, embedded)
+test *ARGS:
+    pytest {{ARGS}}
+
+# ruff and mypy --strict
+lint:
+    ruff check .
+    ruff format --check .
+    mypy
+
+# format the code
+fmt:
+    ruff format .
+    ruff check --fix .
+
+# apply pending migrations to RECO_DATABASE_URL
+migrate:
+    reco migrate
+
+# check the migration files against a fresh embedded database
+check-migrations:
+    python -m tests.support.check_fresh
+
+# benchmarks: print figures (see docs/performance.md)
+bench *ARGS:
+    python -m bench {{ARGS}}
+
+# offline quality evaluation on ML-100K
+evaluate PATH="../shared/datasets/ml-100k/ml-100k.inter":
+    reco evaluate {{PATH}}

@@ -1,0 +1,1 @@
+"""The HTTP API: a Quart app served by Hypercorn inside the root task group."""

@@ -1,0 +1,109 @@
+"""The Quart app factory: request context, access log, metrics and problem+json errors."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from quart import Quart, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from reco.api import health
+from reco.api.problems import Problem, problem_response
+from reco.api.state import AppState
+from reco.observability import metrics
+from reco.observability.logs import get_logger
+
+log = get_logger("reco.api")
+access_log = get_logger("reco.access")
+
+CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def create_app(app_state: AppState) -> Quart:
+    app = Quart("reco")
+    app.config["MAX_CONTENT_LENGTH"] = app_state.settings.max_body_bytes
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions["reco"] = app_state
+    app.url_map.strict_slashes = False
+    app.register_blueprint(health.blueprint)
+    _register_blueprints(app)
+    app.before_request(_begin)
+    app.after_request(_finish)
+    app.register_error_handler(Problem, _on_problem)
+    app.register_error_handler(HTTPException, _on_http_exception)
+    app.register_error_handler(Exception, _on_unexpected)
+    return app
+
+
+def _register_blueprints(app: Quart) -> None:
+    """The feature blueprints; each lives in its own module under reco/api/."""
+
+
+def route_template() -> str:
+    rule = request.url_rule
+    return rule.rule if rule is not None else "unmatched"
+
+
+async def _begin() -> None:
+    g.started = time.perf_counter()
+    g.request_id = uuid.uuid4().hex
+    supplied = request.headers.get("X-Correlation-ID", "")
+    g.correlation_id = supplied if CORRELATION_ID.match(supplied) else uuid.uuid4().hex
+    structlog.contextvars.bind_contextvars(request_id=g.request_id, correlation_id=g.correlation_id)
+    metrics.http_in_flight.inc({})
+    g.in_flight = True
+
+
+async def _finish(response: Response) -> Response:
+    if not getattr(g, "in_flight", False):
+        return response  # _begin never ran (the request failed before it)
+    g.in_flight = False
+    metrics.http_in_flight.dec({})
+    duration = time.perf_counter() - g.started
+    route = route_template()
+    labels = {"method": request.method, "route": route}
+    metrics.http_requests.inc({**labels, "status": str(response.status_code)})
+    metrics.http_duration.observe(labels, duration)
+    response.headers["X-Request-ID"] = g.request_id
+    response.headers["X-Correlation-ID"] = g.correlation_id
+    access_log.info(
+        "request", method=request.method, route=route, status=response.status_code,
+        duration=round(duration, 6),
+    )  # fmt: skip
+    structlog.contextvars.unbind_contextvars("request_id", "correlation_id")
+    return response
+
+
+async def _on_problem(problem: Problem) -> Response:
+    return problem_response(problem)
+
+
+async def _on_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    detail = _http_detail(exc, status)
+    headers: dict[str, Any] = {}
+    if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+        headers["Allow"] = ", ".join(sorted(exc.valid_methods))  # type: ignore[attr-defined]
+    return problem_response(Problem(status, detail, headers=headers))
+
+
+def _http_detail(exc: HTTPException, status: int) -> str:
+    if status == 404:
+        return f"no resource at {request.path}"
+    if status == 405:
+        return f"{request.method} is not allowed on {request.path}"
+    if status == 413:
+        return f"the request body is larger than the limit of {request.max_content_length} bytes"
+    return exc.description or "the request could not be handled"
+
+
+async def _on_unexpected(exc: Exception) -> Response:
+    log.error("unhandled error", error=repr(exc), exc_info=exc)
+    return problem_response(
+        Problem(500, "an unexpected error occurred; the request id identifies it in the logs",
+                slug="internal-error")
+    )  # fmt: skip

@@ -1,0 +1,69 @@
+"""The HTTP component: Hypercorn serving the Quart app inside the root task group.
+
+We bind the listening sockets ourselves so that the port is known (bind to
+port 0 in tests) and connections queue from the moment we report ready.
+Hypercorn gets a ``shutdown_trigger``, so it installs no signal handlers: the
+supervisor owns the signals. On stop it stops accepting and lets in-flight
+requests finish within ``graceful_timeout``.
+"""
+
+from __future__ import annotations
+
+import anyio
+import anyio.abc
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
+from quart import Quart
+
+from reco.observability.logs import get_logger
+
+log = get_logger("reco.api.server")
+
+
+class HttpServer:
+    name = "http"
+
+    def __init__(self, app: Quart, bind: str, *, graceful_timeout: float,
+                 keep_alive_timeout: float = 5.0) -> None:  # fmt: skip
+        self.app = app
+        self.config = Config()
+        self.config.bind = [bind]
+        self.config.graceful_timeout = graceful_timeout
+        self.config.keep_alive_timeout = keep_alive_timeout
+        self.config.accesslog = None
+        self.config.errorlog = None  # our JSON logs cover it
+        self.config.backlog = 1024
+        self._stop = anyio.Event()
+        self.port: int | None = None
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        sockets: Sockets = self.config.create_sockets()
+        for sock in sockets.insecure_sockets:
+            sock.listen(self.config.backlog)
+        self.port = int(sockets.insecure_sockets[0].getsockname()[1])
+        ready = anyio.Event()
+
+        @self.app.before_serving
+        async def _ready() -> None:
+            ready.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._serve, sockets)
+            await ready.wait()
+            host = sockets.insecure_sockets[0].getsockname()[0]
+            log.info("http listening", address=f"http://{host}:{self.port}")
+            task_status.started()
+
+    async def _serve(self, sockets: Sockets) -> None:
+        try:
+            await worker_serve(
+                wrap_app(self.app, self.config.wsgi_max_body_size, "asgi"), self.config,
+                sockets=sockets, shutdown_trigger=self._stop.wait,
+            )  # fmt: skip
+        finally:
+            for sock in sockets.insecure_sockets:
+                sock.close()
+
+    def stop_nowait(self) -> None:
+        self._stop.set()

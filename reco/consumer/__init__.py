@@ -1,0 +1,1 @@
+"""The watch-event consumer: Kafka to PostgreSQL, idempotent, dead-lettering bad messages."""

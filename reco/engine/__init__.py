@@ -1,0 +1,1 @@
+"""The recommendation engine: incremental aggregates and pure scoring."""

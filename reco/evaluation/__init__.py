@@ -1,0 +1,1 @@
+"""Offline quality evaluation (`reco evaluate`)."""

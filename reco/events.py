@@ -1,0 +1,94 @@
+"""The watch-event contract, shared by the Kafka consumer and ``POST /v1/events``.
+
+Validation is a pure function over values (no I/O): it takes the decoded
+JSON object and returns a :class:`WatchEvent` or raises
+:class:`~reco.errors.InvalidMessage` with a short reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import attrs
+
+from reco.errors import InvalidMessage
+
+MAX_ID_LENGTH = 128
+
+
+@attrs.frozen
+class WatchEvent:
+    event_id: str
+    user_id: str
+    item_id: str
+    occurred_at: dt.datetime  # timezone-aware
+    watched_seconds: float | None = None
+    completed: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "event_id": self.event_id, "user_id": self.user_id, "item_id": self.item_id,
+            "occurred_at": self.occurred_at.isoformat(),
+        }  # fmt: skip
+        if self.watched_seconds is not None:
+            out["watched_seconds"] = self.watched_seconds
+        if self.completed is not None:
+            out["completed"] = self.completed
+        return out
+
+
+def _identifier(obj: dict[str, Any], name: str) -> str:
+    if name not in obj:
+        raise InvalidMessage(f"missing field: {name}")
+    value = obj[name]
+    if not isinstance(value, str):
+        raise InvalidMessage(f"{name}: expected a string, got {type(value).__name__}")
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidMessage(f"{name}: must be 1 to {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _timestamp(obj: dict[str, Any]) -> dt.datetime:
+    if "occurred_at" not in obj:
+        raise InvalidMessage("missing field: occurred_at")
+    value = obj["occurred_at"]
+    if not isinstance(value, str):
+        raise InvalidMessage("occurred_at: expected an RFC 3339 timestamp string")
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidMessage("occurred_at: not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        raise InvalidMessage("occurred_at: the timestamp needs a UTC offset")
+    return parsed
+
+
+def _optional_seconds(obj: dict[str, Any]) -> float | None:
+    value = obj.get("watched_seconds")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidMessage("watched_seconds: expected a number")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidMessage("watched_seconds: must be a finite number >= 0")
+    return float(value)
+
+
+def _optional_bool(obj: dict[str, Any]) -> bool | None:
+    value = obj.get("completed")
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidMessage("completed: expected true or false")
+
+
+def parse_watch_event(obj: Any) -> WatchEvent:
+    """Validate one decoded JSON value; unknown fields are ignored."""
+    if not isinstance(obj, dict):
+        raise InvalidMessage("expected a JSON object")
+    return WatchEvent(
+        event_id=_identifier(obj, "event_id"), user_id=_identifier(obj, "user_id"),
+        item_id=_identifier(obj, "item_id"), occurred_at=_timestamp(obj),
+        watched_seconds=_optional_seconds(obj), completed=_optional_bool(obj),
+    )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Logs, metrics and readiness: how an operator sees the service."""

@@ -1,0 +1,102 @@
+"""Every Prometheus metric of reco, declared in one place.
+
+Names follow ``reco_<noun>_<unit>``, counters end in ``_total``, units are
+base units (seconds). Labels are bounded: route templates, never raw paths or
+user ids. Gauges that mirror a buffer read its ``statistics()`` snapshot.
+"""
+
+from __future__ import annotations
+
+from aioprometheus import Counter, Gauge, Histogram, Registry
+from aioprometheus.renderer import render
+
+from reco import __version__
+
+REGISTRY = Registry()
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _counter(name: str, doc: str) -> Counter:
+    return Counter(name, doc, registry=REGISTRY)
+
+
+def _gauge(name: str, doc: str) -> Gauge:
+    return Gauge(name, doc, registry=REGISTRY)
+
+
+def _histogram(name: str, doc: str, buckets: tuple[float, ...] = _LATENCY) -> Histogram:
+    return Histogram(name, doc, registry=REGISTRY, buckets=buckets)
+
+
+# --- process and HTTP -------------------------------------------------------
+build_info = _gauge("reco_build_info", "Always 1; the version label says which build runs.")
+build_info.set({"version": __version__}, 1)
+http_requests = _counter("reco_http_requests_total", "HTTP requests answered.")
+http_duration = _histogram("reco_http_request_duration_seconds", "HTTP request duration.")
+http_in_flight = _gauge("reco_http_requests_in_flight", "HTTP requests being handled now.")
+check_status = _gauge(
+    "reco_api_check_status", "Readiness checks: 1 healthy, 0 failing, one series per check."
+)
+
+# --- PostgreSQL ---------------------------------------------------------------
+db_pool_size = _gauge("reco_db_pool_size", "Connections open in the pool.")
+db_pool_in_use = _gauge("reco_db_pool_in_use", "Pool connections checked out.")
+db_acquire_wait = _histogram("reco_db_acquire_wait_seconds", "Time waiting for a pool connection.")
+db_acquire_timeouts = _counter(
+    "reco_db_acquire_timeouts_total", "Pool acquires that timed out instead of hanging."
+)
+db_query_errors = _counter("reco_db_query_errors_total", "Database errors by class.")
+
+# --- consumer -----------------------------------------------------------------
+consumer_messages = _counter(
+    "reco_consumer_messages_total", "Watch-event messages by outcome (processed|duplicate|invalid)."
+)
+consumer_lag = _gauge("reco_consumer_lag", "High-water mark minus position, per partition.")
+consumer_batch_duration = _histogram(
+    "reco_consumer_batch_duration_seconds", "Time to store one consumer batch.", _BATCH
+)
+consumer_errors = _counter(
+    "reco_consumer_errors_total", "Consumer errors by stage (poll|process|commit)."
+)
+consumer_last_processed = _gauge(
+    "reco_consumer_last_processed_timestamp_seconds", "Unix time of the last stored batch."
+)
+
+# --- impressions (background work) ---------------------------------------------
+background_queue_depth = _gauge("reco_background_queue_depth", "Impressions waiting to be written.")
+background_queue_capacity = _gauge(
+    "reco_background_queue_capacity", "Capacity of the impression buffer."
+)
+background_dropped = _counter(
+    "reco_background_dropped_total", "Impressions dropped (full buffer, or lost at shutdown)."
+)
+background_written = _counter("reco_background_written_total", "Impressions written.")
+background_batch_duration = _histogram(
+    "reco_background_batch_duration_seconds", "Time to write one impression batch.", _BATCH
+)
+background_errors = _counter("reco_background_errors_total", "Impression writer errors.")
+
+# --- outbox relay ---------------------------------------------------------------
+outbox_published = _counter("reco_outbox_published_total", "Outbox rows published, by topic.")
+outbox_errors = _counter("reco_outbox_errors_total", "Relay errors by stage (claim|publish|mark).")
+outbox_backlog = _gauge("reco_outbox_backlog", "Unpublished outbox rows.")
+outbox_oldest_age = _gauge(
+    "reco_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row."
+)
+outbox_publish_latency = _histogram(
+    "reco_outbox_publish_latency_seconds", "From outbox commit to broker ack.", _LATENCY
+)
+outbox_leader = _gauge("reco_outbox_leader", "1 when this instance's relay leads, else 0.")
+
+# --- recommendations --------------------------------------------------------------
+recommendations_served = _counter(
+    "reco_recommendations_served_total", "Recommendation lists served, by endpoint and algorithm."
+)
+
+
+def render_metrics(accept: list[str]) -> tuple[bytes, dict[str, str]]:
+    """The text exposition of every metric, for ``GET /metrics``."""
+    body, headers = render(REGISTRY, accept)
+    return body, dict(headers)

@@ -1,0 +1,1 @@
+"""The transactional outbox relay: committed rows to Kafka, in order per key."""

@@ -1,0 +1,52 @@
+"""The composition root: builds every component and hands them to the supervisor.
+
+Start order (stop order is the reverse): database, outbox relay, impression
+writer, consumer, HTTP. HTTP starts last so traffic arrives only when the
+rest is ready, and stops first so no request finds a stopped dependency; the
+impression writer drains before the relay finishes its last batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from reco.api.app import create_app
+from reco.api.server import HttpServer
+from reco.api.state import AppState
+from reco.db.pool import Database
+from reco.observability.logs import get_logger
+from reco.observability.readiness import Readiness
+from reco.settings import Settings
+from reco.supervisor import Component, Supervisor
+
+log = get_logger("reco.service")
+
+
+def build(settings: Settings, *, on_http_ready: Callable[[HttpServer], None] | None = None,
+          handle_signals: bool = True) -> tuple[Supervisor, AppState, HttpServer]:  # fmt: skip
+    readiness = Readiness()
+    database = Database(settings, readiness)
+    app_state = AppState(settings=settings, readiness=readiness, database=database)
+    components: list[Component] = [database]
+    http = HttpServer(
+        create_app(app_state), settings.http_bind,
+        graceful_timeout=settings.shutdown_timeout / 2,
+        keep_alive_timeout=settings.http_keep_alive_timeout,
+    )  # fmt: skip
+    components.append(http)
+
+    def on_stopping() -> None:
+        readiness.shutting_down = True
+
+    supervisor = Supervisor(
+        components, startup_timeout=settings.startup_timeout,
+        shutdown_timeout=settings.shutdown_timeout, on_stopping=on_stopping,
+        handle_signals=handle_signals,
+    )  # fmt: skip
+    return supervisor, app_state, http
+
+
+async def serve(settings: Settings) -> int:
+    """Run the service until a signal; return the exit status."""
+    supervisor, _, _ = build(settings)
+    return await supervisor.run()

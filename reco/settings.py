@@ -1,0 +1,276 @@
+"""Settings: one frozen attrs class, built from environment variables by cattrs.
+
+Every variable is ``RECO_<FIELD NAME>`` (``APP_ENV`` is the one exception).
+Secrets may instead be given as ``<NAME>_FILE``, a path to a file holding the
+value (the container-secrets convention). Every problem is reported at once,
+as a :class:`~reco.errors.ConfigError`; the CLI exits with code 2 on it.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+
+from reco.errors import ConfigError
+
+
+class AppEnv(enum.StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class BackgroundMode(enum.StrEnum):
+    SYNC = "sync"  # the handler waits (bounded) for room in the buffer
+    DROP = "drop"  # the handler never waits; a full buffer drops and counts
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"must be > 0, got {value}")
+
+
+def _secret() -> dict[str, bool]:
+    return {"secret": True}
+
+
+@attrs.frozen
+class Settings:
+    """Every knob of the service. Durations are seconds (floats)."""
+
+    app_env: AppEnv = AppEnv.DEVELOPMENT
+    log_level: str = attrs.field(default="INFO")
+
+    # --- HTTP ---------------------------------------------------------------
+    http_bind: str = "127.0.0.1:8080"
+    api_tokens: tuple[str, ...] = attrs.field(default=(), metadata=_secret())
+    max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
+    http_keep_alive_timeout: float = attrs.field(default=5.0, validator=_positive)
+
+    # --- process ------------------------------------------------------------
+    startup_timeout: float = attrs.field(default=60.0, validator=_positive)
+    shutdown_timeout: float = attrs.field(default=20.0, validator=_positive)
+
+    # --- PostgreSQL ---------------------------------------------------------
+    database_url: str = attrs.field(default="", metadata=_secret())
+    db_pool_min_size: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    db_pool_max_size: int = attrs.field(default=10, validator=_positive)
+    db_connect_timeout: float = attrs.field(default=5.0, validator=_positive)
+    db_statement_timeout: float = attrs.field(default=5.0, validator=_positive)
+    db_lock_timeout: float = attrs.field(default=2.0, validator=_positive)
+    db_idle_in_transaction_timeout: float = attrs.field(default=30.0, validator=_positive)
+    db_acquire_timeout: float = attrs.field(default=2.0, validator=_positive)
+    db_startup_deadline: float = attrs.field(default=30.0, validator=_positive)
+    db_health_interval: float = attrs.field(default=2.0, validator=_positive)
+    db_health_timeout: float = attrs.field(default=1.0, validator=_positive)
+    migrate_on_start: bool | None = None  # None: on in development/test, off in production
+    migrations_dir: str = ""  # empty: the sql/ shipped with reco
+
+    # --- Kafka --------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    watch_events_topic: str = "reco.watch-events"
+    dead_letter_topic: str = "reco.watch-events.dlq"
+    impressions_topic: str = "reco.impressions"
+    kafka_request_timeout: float = attrs.field(default=10.0, validator=_positive)
+    kafka_retry_initial: float = attrs.field(default=0.2, validator=_positive)
+    kafka_retry_max: float = attrs.field(default=5.0, validator=_positive)
+
+    # --- consumer -----------------------------------------------------------
+    consumer_enabled: bool = True
+    consumer_group: str = "reco"
+    consumer_batch_max: int = attrs.field(default=1000, validator=_positive)
+    consumer_batch_wait: float = attrs.field(default=0.1, validator=_positive)
+    consumer_max_message_bytes: int = attrs.field(default=64 * 1024, validator=_positive)
+    consumer_stuck_after: float = attrs.field(default=60.0, validator=_positive)
+    consumer_lag_interval: float = attrs.field(default=2.0, validator=_positive)
+    consumer_history_window: int = attrs.field(default=50, validator=_positive)
+
+    # --- impressions (background work) -------------------------------------
+    max_background_tasks: int = attrs.field(default=1024, validator=_positive)
+    background_mode: BackgroundMode = BackgroundMode.SYNC
+    background_put_timeout: float = attrs.field(default=0.25, validator=_positive)
+    writer_batch_max: int = attrs.field(default=500, validator=_positive)
+    writer_batch_wait: float = attrs.field(default=0.05, validator=_positive)
+
+    # --- outbox relay -------------------------------------------------------
+    relay_enabled: bool = True
+    relay_batch_max: int = attrs.field(default=1000, validator=_positive)
+    relay_poll_interval: float = attrs.field(default=1.0, validator=_positive)
+    relay_publish_timeout: float = attrs.field(default=10.0, validator=_positive)
+    relay_leader_retry: float = attrs.field(default=1.0, validator=_positive)
+    relay_stop_timeout: float = attrs.field(default=5.0, validator=_positive)
+    outbox_retention: float = attrs.field(default=7 * 24 * 3600.0, validator=_positive)
+    outbox_prune_interval: float = attrs.field(default=600.0, validator=_positive)
+    outbox_max_age: float = attrs.field(default=60.0, validator=_positive)
+
+    # --- recommendations ----------------------------------------------------
+    recs_cache_ttl: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        if self.migrate_on_start is not None:
+            return self.migrate_on_start
+        return self.app_env is not AppEnv.PRODUCTION
+
+    @property
+    def http_host_port(self) -> tuple[str, int]:
+        host, _, port = self.http_bind.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+attrs.resolve_types(Settings)
+
+
+def env_name(field: str) -> str:
+    return "APP_ENV" if field == "app_env" else f"RECO_{field.upper()}"
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+_converter.register_structure_hook(float, lambda v, _t: float(v))
+_converter.register_structure_hook(int, lambda v, _t: int(v))
+
+
+def _structure_bool(value: Any, _type: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {value!r} (use true/false)")
+
+
+def _structure_tuple(value: Any, _type: Any) -> tuple[str, ...]:
+    if isinstance(value, tuple):
+        return value
+    return tuple(part.strip() for part in str(value).split(",") if part.strip())
+
+
+_converter.register_structure_hook(bool, _structure_bool)
+_converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_tuple)
+
+
+def _read_environ(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    raw: dict[str, str] = {}
+    problems: list[str] = []
+    for field in attrs.fields(Settings):
+        name = env_name(field.name)
+        file_var = f"{name}_FILE"
+        if field.metadata.get("secret") and file_var in environ:
+            if name in environ:
+                problems.append(f"{name}: set both {name} and {file_var}; set one")
+                continue
+            try:
+                raw[field.name] = Path(environ[file_var]).read_text().strip()
+            except OSError as exc:
+                problems.append(f"{file_var}: cannot read {environ[file_var]!r}: {exc.strerror}")
+        elif name in environ:
+            raw[field.name] = environ[name]
+    return raw, problems
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``environ`` (default ``os.environ``).
+
+    Each field is structured and validated on its own so that every problem
+    is reported at once, including unknown ``RECO_`` variables (typos).
+    """
+    environ = os.environ if environ is None else environ
+    raw, problems = _read_environ(environ)
+    known = {env_name(f.name) for f in attrs.fields(Settings)}
+    known |= {f"{name}_FILE" for name in known}
+    problems += [
+        f"{name}: unknown setting"
+        for name in sorted(environ)
+        if name.startswith("RECO_") and name not in known
+    ]
+    values: dict[str, Any] = {}
+    for field in attrs.fields(Settings):
+        if field.name not in raw:
+            continue
+        try:
+            value = _converter.structure(raw[field.name], field.type)
+            if field.validator is not None and value is not None:
+                field.validator(None, field, value)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
+            problems.append(f"{env_name(field.name)}: {_describe(exc, field.type)}")
+        else:
+            values[field.name] = value
+    if problems:
+        raise ConfigError(problems)
+    settings = Settings(**values)
+    problems = _check(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _describe(exc: Exception, type_: Any) -> str:
+    if isinstance(type_, type) and issubclass(type_, enum.Enum):
+        return "expected one of " + ", ".join(m.value for m in type_)
+    if isinstance(exc, ValueError) and str(exc).startswith(("must", "not a")):
+        return str(exc)
+    name = {bool: "true or false", int: "an integer", float: "a number"}.get(type_, str(type_))
+    return f"expected {name}"
+
+
+def _check(settings: Settings) -> list[str]:
+    problems = []
+    if settings.db_pool_min_size > settings.db_pool_max_size:
+        problems.append("RECO_DB_POOL_MIN_SIZE: must not exceed RECO_DB_POOL_MAX_SIZE")
+    try:
+        settings.http_host_port  # noqa: B018 - parsing is the check
+    except ValueError:
+        problems.append(f"RECO_HTTP_BIND: expected HOST:PORT, got {settings.http_bind!r}")
+    if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        problems.append(f"RECO_LOG_LEVEL: unknown level {settings.log_level!r}")
+    if settings.app_env is AppEnv.PRODUCTION:
+        problems.extend(_production_problems(settings))
+    return problems
+
+
+PLACEHOLDERS = frozenset(
+    {
+        "", "changeme", "change-me", "change_me", "changeit", "secret", "password", "passwd",
+        "postgres", "admin", "root", "test", "token", "example", "default", "dev", "reco",
+        "xxx", "todo", "placeholder", "letmein", "123456",
+    }
+)  # fmt: skip
+MIN_TOKEN_LENGTH = 32
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.lower()
+    return lowered in PLACEHOLDERS or any(
+        word in lowered for word in ("changeme", "change-me", "placeholder", "example")
+    )
+
+
+def _production_problems(settings: Settings) -> list[str]:
+    """Refuse development defaults in production, naming the variable, never the value."""
+    problems = []
+    if not settings.database_url:
+        problems.append("RECO_DATABASE_URL: required in production")
+    else:
+        password = urllib.parse.urlsplit(settings.database_url).password or ""
+        if _is_placeholder(password):
+            problems.append(
+                "RECO_DATABASE_URL: the database password is empty or a development default"
+            )
+    if not settings.api_tokens:
+        problems.append("RECO_API_TOKENS: at least one token is required in production")
+    for index, token in enumerate(settings.api_tokens):
+        if len(token) < MIN_TOKEN_LENGTH or _is_placeholder(token):
+            problems.append(
+                f"RECO_API_TOKENS: token #{index + 1} is shorter than {MIN_TOKEN_LENGTH} "
+                "characters or a known placeholder"
+            )
+    return problems

@@ -1,0 +1,234 @@
+"""The supervisor: starts components in order, stops them in reverse, bounded.
+
+It depends on anyio alone (its tests run on asyncio and trio).
+
+Start-up: each component is started with ``await tg.start(...)`` in the order
+given; it reports ready by calling ``task_status.started()``. The whole
+start-up has a deadline. A component that fails or times out aborts start-up:
+the ones already running are stopped in reverse order and the supervisor
+raises :class:`~reco.errors.StartupError`.
+
+Shutdown, on the first SIGTERM/SIGINT, on :meth:`Supervisor.request_stop` or
+when a component crashes:
+
+1. readiness turns false at once (``on_stopping``);
+2. components are asked to stop (:meth:`Component.stop_nowait`), newest
+   first, and each is awaited until it returns, all within one shared
+   ``shutdown_timeout`` budget;
+3. whatever is still running when the budget is spent is cancelled.
+
+A second signal cancels everything at once. :meth:`Supervisor.run` returns
+the process exit status: 0 for a clean stop, 1 after a crash, 130 when forced.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import anyio
+import anyio.abc
+import attrs
+
+from reco.errors import StartupError
+from reco.observability.logs import get_logger
+
+log = get_logger("reco.supervisor")
+
+EXIT_OK = 0
+EXIT_CRASHED = 1
+EXIT_FORCED = 130
+
+
+class Component(Protocol):
+    """What the supervisor runs."""
+
+    name: str
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Start, call ``task_status.started()`` once ready, run until stopped."""
+
+    def stop_nowait(self) -> None:
+        """Ask for a graceful stop: finish the work in hand, then return from run()."""
+
+
+@attrs.define(eq=False)
+class _Runner:
+    component: Component
+    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
+    done: anyio.Event = attrs.field(factory=anyio.Event)
+    started: bool = False
+    crashed: Exception | None = None
+
+    async def run(
+        self, on_exit: Callable[[_Runner], None], *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        def started(value: None = None) -> None:
+            self.started = True
+            task_status.started()
+
+        try:
+            with self.scope:
+                await self.component.run(task_status=_Started(started))
+        except Exception as exc:
+            if not self.started:
+                raise  # tg.start() reports it as a failed start
+            self.crashed = exc  # reported by on_exit; the supervisor stops the rest in order
+        finally:
+            self.done.set()
+            on_exit(self)
+
+
+@attrs.frozen
+class _Started:
+    """A task status that tells the runner when its component is ready."""
+
+    _started: Callable[[None], None]
+
+    def started(self, value: None = None) -> None:
+        self._started(value)
+
+
+@attrs.define(eq=False)
+class Supervisor:
+    components: Sequence[Component]
+    startup_timeout: float
+    shutdown_timeout: float
+    on_stopping: Callable[[], None] = lambda: None
+    handle_signals: bool = True
+
+    _stop: anyio.Event = attrs.field(factory=anyio.Event, init=False)
+    _runners: list[_Runner] = attrs.field(factory=list, init=False)
+    _status: int = attrs.field(default=EXIT_OK, init=False)
+    _stopping: bool = attrs.field(default=False, init=False)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Run every component until asked to stop; return the exit status.
+
+        Raises :class:`~reco.errors.StartupError` (after stopping what had
+        started) when a component fails to start.
+        """
+        failure: StartupError | None = None
+        async with anyio.create_task_group() as tg:
+            if self.handle_signals:
+                tg.start_soon(self._watch_signals, tg.cancel_scope)
+            try:
+                await self._start_all(tg)
+            except StartupError as exc:
+                failure = exc
+                self._stop.set()
+            else:
+                log.info("started", components=[c.name for c in self.components])
+            await self._stop.wait()
+            await self._stop_all()
+            tg.cancel_scope.cancel()  # the signal watcher
+        if failure is not None:
+            raise failure
+        return self._status
+
+    async def _start_all(self, tg: anyio.abc.TaskGroup) -> None:
+        deadline = anyio.current_time() + self.startup_timeout
+        for component in self.components:
+            runner = _Runner(component)
+            began = anyio.current_time()
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    await tg.start(runner.run, self._on_exit)
+            except TimeoutError:
+                log.error(
+                    "component did not start in time",
+                    component=component.name,
+                    startup_timeout=self.startup_timeout,
+                )
+                raise StartupError(
+                    f"{component.name} did not start within {self.startup_timeout:g} s"
+                ) from None
+            except Exception as exc:
+                log.error(
+                    "component failed to start",
+                    component=component.name,
+                    error=repr(exc),
+                    exc_info=exc,
+                )
+                raise StartupError(f"{component.name} failed to start: {exc!r}") from exc
+            self._runners.append(runner)
+            log.info(
+                "component started",
+                component=component.name,
+                duration=round(anyio.current_time() - began, 3),
+            )
+
+    def _on_exit(self, runner: _Runner) -> None:
+        if self._stopping or runner not in self._runners:
+            return
+        if runner.crashed is not None:
+            log.error(
+                "component crashed",
+                component=runner.component.name,
+                error=repr(runner.crashed),
+                exc_info=runner.crashed,
+            )
+        else:
+            log.error("component exited unexpectedly", component=runner.component.name)
+        self._status = EXIT_CRASHED
+        self._stop.set()
+
+    async def _stop_all(self) -> None:
+        """Phase one: ask each component to stop, newest first; phase two: cancel."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.on_stopping()
+        began = anyio.current_time()
+        deadline = began + self.shutdown_timeout
+        log.info("shutdown started", shutdown_timeout=self.shutdown_timeout)
+        with anyio.CancelScope(shield=True):
+            for runner in reversed(self._runners):
+                await self._stop_one(runner, deadline)
+        log.info(
+            "shutdown finished",
+            duration=round(anyio.current_time() - began, 3),
+            exit_status=self._status,
+        )
+
+    async def _stop_one(self, runner: _Runner, deadline: float) -> None:
+        name = runner.component.name
+        began = anyio.current_time()
+        runner.component.stop_nowait()
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            await runner.done.wait()
+        if not runner.done.is_set():
+            log.warning("component did not drain in time; cancelling", component=name)
+            runner.scope.cancel()
+            await runner.done.wait()
+        if runner.crashed is not None and self._status == EXIT_OK:
+            self._status = EXIT_CRASHED
+        log.info(
+            "component stopped", component=name, duration=round(anyio.current_time() - began, 3)
+        )
+
+    async def _watch_signals(self, root: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if not self._stop.is_set():
+                    log.info("signal received; stopping", signal=signal.Signals(signum).name)
+                    self._stop.set()
+                    continue
+                log.warning(
+                    "second signal; cancelling everything now", signal=signal.Signals(signum).name
+                )
+                self._status = EXIT_FORCED
+                for runner in self._runners:
+                    runner.scope.cancel()
+                root.cancel()
+                return
+
+
+def remaining(deadline: float) -> float:
+    """Seconds left until ``deadline`` (anyio clock), never negative."""
+    return max(0.0, deadline - anyio.current_time()) if math.isfinite(deadline) else math.inf

@@ -1,0 +1,109 @@
+-- reco initial schema. Each table notes the queries it serves; docs/design.md
+-- maps every index to its query.
+
+-- ---------------------------------------------------------------- catalogue
+CREATE TABLE items (
+    item_id     text PRIMARY KEY,
+    title       text NOT NULL,
+    genres      text[] NOT NULL DEFAULT '{}',
+    active      boolean NOT NULL DEFAULT true,
+    attributes  jsonb NOT NULL DEFAULT '{}'::jsonb,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    CHECK (length(item_id) BETWEEN 1 AND 128)
+);
+-- genre filter on popular/recommendations: genres && ARRAY[...]
+CREATE INDEX items_genres_idx ON items USING gin (genres);
+
+-- ------------------------------------------------------------- watch events
+-- Every accepted watch event, once (event_id is the idempotency key). No
+-- foreign key to items: an event may arrive before its item.
+CREATE TABLE watch_events (
+    event_id         text PRIMARY KEY,
+    user_id          text NOT NULL,
+    item_id          text NOT NULL,
+    occurred_at      timestamptz NOT NULL,
+    watched_seconds  double precision,
+    completed        boolean,
+    received_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX watch_events_user_idx ON watch_events (user_id, occurred_at DESC);
+
+-- ------------------------------------------------- what recommendations read
+-- Per-user history: one row per (user, item), the latest watch.
+CREATE TABLE user_history (
+    user_id          text NOT NULL,
+    item_id          text NOT NULL,
+    first_watched_at timestamptz NOT NULL,
+    last_watched_at  timestamptz NOT NULL,
+    watch_count      integer NOT NULL DEFAULT 1,
+    PRIMARY KEY (user_id, item_id)
+);
+-- "the user's most recent N items": user_id = $1 ORDER BY last_watched_at DESC
+CREATE INDEX user_history_recent_idx ON user_history (user_id, last_watched_at DESC);
+
+-- Item popularity, time-decayed. decayed_score is kept in log space relative
+-- to a fixed epoch so that an increment never rescales other rows:
+-- log_score = log(sum(exp((t_i - epoch) / tau))).
+CREATE TABLE item_popularity (
+    item_id      text PRIMARY KEY,
+    watch_count  bigint NOT NULL DEFAULT 0,
+    log_score    double precision NOT NULL,
+    last_at      timestamptz NOT NULL
+);
+-- popular lists: ORDER BY log_score DESC
+CREATE INDEX item_popularity_score_idx ON item_popularity (log_score DESC);
+
+-- Item-to-item co-occurrence from each user's recent history (both directions).
+CREATE TABLE item_cooccurrence (
+    item_id        text NOT NULL,
+    other_item_id  text NOT NULL,
+    weight         double precision NOT NULL,
+    PRIMARY KEY (item_id, other_item_id)
+);
+-- neighbours of an item, strongest first
+CREATE INDEX item_cooccurrence_top_idx ON item_cooccurrence (item_id, weight DESC);
+
+-- -------------------------------------------------------------- impressions
+CREATE TABLE impressions (
+    recommendation_id  uuid PRIMARY KEY,
+    user_id            text,
+    endpoint           text NOT NULL,
+    algorithm          text NOT NULL,
+    items              jsonb NOT NULL,
+    served_at          timestamptz NOT NULL
+);
+CREATE INDEX impressions_user_idx ON impressions (user_id, served_at DESC) WHERE user_id IS NOT NULL;
+CREATE INDEX impressions_served_at_idx ON impressions (served_at);
+
+-- ------------------------------------------------------------------ outbox
+-- Rows to publish to Kafka. txid records the writing transaction so the relay
+-- reads only rows whose transaction is below the snapshot's xmin (a row with a
+-- smaller id may commit after a larger one).
+CREATE TABLE outbox (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    txid          xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    topic         text NOT NULL,
+    message_key   text NOT NULL,
+    event_id      text NOT NULL,
+    event_type    text NOT NULL,
+    payload       jsonb NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    published_at  timestamptz
+);
+-- the relay's claim: unpublished rows in id order
+CREATE INDEX outbox_unpublished_idx ON outbox (id) WHERE published_at IS NULL;
+-- retention pruning of published rows
+CREATE INDEX outbox_published_at_idx ON outbox (published_at) WHERE published_at IS NOT NULL;
+
+-- ---------------------------------------------------- consumer bookkeeping
+-- The next offset to read per (group, topic, partition), written in the same
+-- transaction as the batch it covers.
+CREATE TABLE consumer_offsets (
+    group_id     text NOT NULL,
+    topic        text NOT NULL,
+    partition    integer NOT NULL,
+    next_offset  bigint NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (group_id, topic, partition)
+);

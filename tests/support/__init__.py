@@ -1,0 +1,1 @@
+"""Test support: the embedded servers as fixtures, and a running service."""
