@@ -14,6 +14,7 @@ from reco.api.app import create_app
 from reco.api.server import HttpServer
 from reco.api.state import AppState
 from reco.db.pool import Database
+from reco.engine.recommender import Recommender
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
@@ -26,7 +27,10 @@ def build(settings: Settings, *, on_http_ready: Callable[[HttpServer], None] | N
           handle_signals: bool = True) -> tuple[Supervisor, AppState, HttpServer]:  # fmt: skip
     readiness = Readiness()
     database = Database(settings, readiness)
-    app_state = AppState(settings=settings, readiness=readiness, database=database)
+    app_state = AppState(
+        settings=settings, readiness=readiness, database=database,
+        recommender=Recommender(database, settings),
+    )  # fmt: skip
     components: list[Component] = [database]
     http = HttpServer(
         create_app(app_state), settings.http_bind,

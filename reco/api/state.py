@@ -13,6 +13,7 @@ from reco.settings import Settings
 
 if TYPE_CHECKING:
     from reco.db.pool import Database
+    from reco.engine.recommender import Recommender
 
 
 @attrs.define
@@ -21,6 +22,7 @@ class AppState:
     readiness: Readiness
     database: Database | None = None
     impressions: ImpressionSink = attrs.field(factory=DiscardingSink)
+    recommender: Recommender | None = None
     # Handles added by the components that own them (impression sink, engine...).
     extras: dict[str, Any] = attrs.field(factory=dict)
 
