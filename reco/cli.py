@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 import anyio
 import attrs
@@ -16,7 +19,9 @@ from reco.settings import Settings, load_settings
 
 log = get_logger("reco.cli")
 
+EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,15 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     try:
         return _dispatch(args, settings)
-    except StartupError as exc:
-        log.error("start-up failed", error=str(exc))
-        return 1
-    except MigrationError as exc:
-        log.error("migrations", error=str(exc))
-        print(f"reco: {exc}", file=sys.stderr)
-        return 1
+    except (StartupError, MigrationError) as exc:
+        return _failed(exc)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _failed(exc: StartupError | MigrationError) -> int:
+    """Expected failures: the message says it all (tracebacks were logged where they arose)."""
+    event = "start-up failed" if isinstance(exc, StartupError) else "migrations"
+    log.error(event, error=str(exc))
+    print(f"reco: {exc}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -73,9 +81,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return anyio.run(admin.check_command, settings)
     if args.command == "evaluate":
-        from reco.evaluation import cli as evaluation
-
-        return evaluation.run(settings, args.path, args.url)
+        return _evaluate(settings, args.path, args.url)
     raise AssertionError(args.command)
 
 
@@ -88,17 +94,40 @@ def _serve(settings: Settings) -> int:
     return anyio.run(service.serve, settings, backend="asyncio")
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def _dev(settings: Settings, data_dir: Path | None) -> int:
+    """The embedded stack, then the service; on the way out: service, broker, PostgreSQL."""
     from reco import service
     from reco.devstack.stack import DEV_DATABASE, embedded_stack
+    from reco.devstack.topics import create_topics
 
+    # Until the supervisor owns the signals, SIGTERM unwinds like Ctrl-C so that
+    # the embedded servers started so far are stopped, never orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
     with embedded_stack(data_dir) as (postgres, broker):
         assert broker is not None
         settings = attrs.evolve(
             settings, database_url=postgres.url(DEV_DATABASE), kafka_bootstrap=broker.bootstrap,
             migrate_on_start=True,
         )  # fmt: skip
-        log.info("embedded stack up", database_url=settings.database_url,
-                 kafka_bootstrap=settings.kafka_bootstrap,
-                 http=f"http://{settings.http_bind}")  # fmt: skip
+        anyio.run(create_topics, settings, backend="asyncio")
+        log.info(
+            "embedded stack up", database_url=settings.database_url,
+            kafka_bootstrap=settings.kafka_bootstrap, http=f"http://{settings.http_bind}",
+            postgres_pid=postgres.pid, broker_pid=broker.pid,
+        )  # fmt: skip
         return anyio.run(service.serve, settings, backend="asyncio")
+
+
+def _evaluate(settings: Settings, path: Path, url: str | None) -> int:
+    """Offline evaluation lives in reco.evaluation (an optional part, loaded on demand)."""
+    try:
+        evaluation = importlib.import_module("reco.evaluation.cli")
+    except ModuleNotFoundError as exc:
+        print(f"reco: evaluation is not available in this build ({exc})", file=sys.stderr)
+        return EXIT_FAILED
+    status: int = evaluation.run(settings, path, url)
+    return status

@@ -196,6 +196,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for field in attrs.fields(Settings):
         if field.name not in raw:
             continue
+        assert field.type is not None  # resolved by attrs.resolve_types above
         try:
             value = _converter.structure(raw[field.name], field.type)
             if field.validator is not None and value is not None:

@@ -4,9 +4,11 @@ It depends on anyio alone (its tests run on asyncio and trio).
 
 Start-up: each component is started with ``await tg.start(...)`` in the order
 given; it reports ready by calling ``task_status.started()``. The whole
-start-up has a deadline. A component that fails or times out aborts start-up:
-the ones already running are stopped in reverse order and the supervisor
-raises :class:`~reco.errors.StartupError`.
+start-up has a deadline. A component that fails, times out, or an
+already-started one that crashes meanwhile, aborts start-up: the ones already
+running are stopped in reverse order and the supervisor raises
+:class:`~reco.errors.StartupError`. A stop request (or signal) during start-up
+abandons the start in progress and stops what had started, cleanly.
 
 Shutdown, on the first SIGTERM/SIGINT, on :meth:`Supervisor.request_stop` or
 when a component crashes:
@@ -56,6 +58,8 @@ class Component(Protocol):
 
 @attrs.define(eq=False)
 class _Runner:
+    """Runs one component in its own cancel scope and records how it ended."""
+
     component: Component
     scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
     done: anyio.Event = attrs.field(factory=anyio.Event)
@@ -93,6 +97,8 @@ class _Started:
 
 @attrs.define(eq=False)
 class Supervisor:
+    """Runs components under one task group; see the module docstring."""
+
     components: Sequence[Component]
     startup_timeout: float
     shutdown_timeout: float
@@ -100,12 +106,22 @@ class Supervisor:
     handle_signals: bool = True
 
     _stop: anyio.Event = attrs.field(factory=anyio.Event, init=False)
+    _started: anyio.Event = attrs.field(factory=anyio.Event, init=False)
+    _starting: anyio.CancelScope | None = attrs.field(default=None, init=False)
     _runners: list[_Runner] = attrs.field(factory=list, init=False)
     _status: int = attrs.field(default=EXIT_OK, init=False)
     _stopping: bool = attrs.field(default=False, init=False)
+    _early_exit: _Runner | None = attrs.field(default=None, init=False)
 
     def request_stop(self) -> None:
+        """Begin the graceful shutdown (or abandon a start-up in progress)."""
         self._stop.set()
+        if self._starting is not None:
+            self._starting.cancel()
+
+    async def wait_started(self) -> None:
+        """Return once every component has reported ready."""
+        await self._started.wait()
 
     async def run(self) -> int:
         """Run every component until asked to stop; return the exit status.
@@ -116,14 +132,12 @@ class Supervisor:
         failure: StartupError | None = None
         async with anyio.create_task_group() as tg:
             if self.handle_signals:
-                tg.start_soon(self._watch_signals, tg.cancel_scope)
+                await tg.start(self._watch_signals, tg.cancel_scope)
             try:
                 await self._start_all(tg)
             except StartupError as exc:
                 failure = exc
                 self._stop.set()
-            else:
-                log.info("started", components=[c.name for c in self.components])
             await self._stop.wait()
             await self._stop_all()
             tg.cancel_scope.cancel()  # the signal watcher
@@ -132,30 +146,45 @@ class Supervisor:
         return self._status
 
     async def _start_all(self, tg: anyio.abc.TaskGroup) -> None:
-        deadline = anyio.current_time() + self.startup_timeout
-        for component in self.components:
-            runner = _Runner(component)
-            began = anyio.current_time()
-            try:
-                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
-                    await tg.start(runner.run, self._on_exit)
-            except TimeoutError:
-                log.error(
-                    "component did not start in time",
-                    component=component.name,
-                    startup_timeout=self.startup_timeout,
-                )
-                raise StartupError(
-                    f"{component.name} did not start within {self.startup_timeout:g} s"
-                ) from None
-            except Exception as exc:
-                log.error(
-                    "component failed to start",
-                    component=component.name,
-                    error=repr(exc),
-                    exc_info=exc,
-                )
-                raise StartupError(f"{component.name} failed to start: {exc!r}") from exc
+        began = anyio.current_time()
+        deadline = began + self.startup_timeout
+        with anyio.CancelScope() as self._starting:
+            if self._stop.is_set():
+                self._starting.cancel()
+            for component in self.components:
+                await self._start_one(tg, component, deadline)
+        if self._early_exit is not None:
+            name = self._early_exit.component.name
+            raise StartupError(f"{name} stopped during start-up: {self._early_exit.crashed!r}")
+        if self._starting.cancel_called:
+            log.info("stop requested during start-up")
+            return
+        log.info(
+            "started",
+            components=[c.name for c in self.components],
+            duration=round(anyio.current_time() - began, 3),
+        )
+        self._started.set()
+
+    async def _start_one(
+        self, tg: anyio.abc.TaskGroup, component: Component, deadline: float
+    ) -> None:
+        runner = _Runner(component)
+        began = anyio.current_time()
+        try:
+            with anyio.move_on_after(remaining(deadline)) as timeout:
+                await tg.start(runner.run, self._on_exit)
+        except Exception as exc:
+            log.exception("component failed to start", component=component.name)
+            raise StartupError(f"{component.name} failed to start: {exc!r}") from exc
+        if timeout.cancelled_caught:
+            log.error(
+                "component did not start in time",
+                component=component.name,
+                startup_timeout=self.startup_timeout,
+            )
+            raise StartupError(f"{component.name} did not start within {self.startup_timeout:g} s")
+        if runner.started:
             self._runners.append(runner)
             log.info(
                 "component started",
@@ -164,6 +193,7 @@ class Supervisor:
             )
 
     def _on_exit(self, runner: _Runner) -> None:
+        """A component's run() returned: unexpected unless we are stopping it."""
         if self._stopping or runner not in self._runners:
             return
         if runner.crashed is not None:
@@ -176,17 +206,18 @@ class Supervisor:
         else:
             log.error("component exited unexpectedly", component=runner.component.name)
         self._status = EXIT_CRASHED
-        self._stop.set()
+        if not self._started.is_set() and self._early_exit is None:
+            self._early_exit = runner
+        self.request_stop()
 
     async def _stop_all(self) -> None:
         """Phase one: ask each component to stop, newest first; phase two: cancel."""
-        if self._stopping:
-            return
         self._stopping = True
-        self.on_stopping()
         began = anyio.current_time()
+        self.on_stopping()
+        log.info("shutdown phase", phase="not-ready")
         deadline = began + self.shutdown_timeout
-        log.info("shutdown started", shutdown_timeout=self.shutdown_timeout)
+        log.info("shutdown phase", phase="drain", shutdown_timeout=self.shutdown_timeout)
         with anyio.CancelScope(shield=True):
             for runner in reversed(self._runners):
                 await self._stop_one(runner, deadline)
@@ -200,28 +231,35 @@ class Supervisor:
         name = runner.component.name
         began = anyio.current_time()
         runner.component.stop_nowait()
-        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+        with anyio.move_on_after(remaining(deadline)):
             await runner.done.wait()
+        how = "drained"
         if not runner.done.is_set():
-            log.warning("component did not drain in time; cancelling", component=name)
+            log.warning("shutdown phase", phase="cancel", component=name)
+            how = "cancelled"
             runner.scope.cancel()
             await runner.done.wait()
         if runner.crashed is not None and self._status == EXIT_OK:
             self._status = EXIT_CRASHED
         log.info(
-            "component stopped", component=name, duration=round(anyio.current_time() - began, 3)
+            "component stopped",
+            component=name,
+            how=how,
+            duration=round(anyio.current_time() - began, 3),
         )
 
-    async def _watch_signals(self, root: anyio.CancelScope) -> None:
+    async def _watch_signals(
+        self, root: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
             async for signum in signals:
+                name = signal.Signals(signum).name
                 if not self._stop.is_set():
-                    log.info("signal received; stopping", signal=signal.Signals(signum).name)
-                    self._stop.set()
+                    log.info("signal received; stopping", signal=name)
+                    self.request_stop()
                     continue
-                log.warning(
-                    "second signal; cancelling everything now", signal=signal.Signals(signum).name
-                )
+                log.warning("second signal; cancelling everything now", signal=name)
                 self._status = EXIT_FORCED
                 for runner in self._runners:
                     runner.scope.cancel()

@@ -40,6 +40,24 @@ def classify(exc: BaseException) -> ErrorKind:
     return ErrorKind.ERROR
 
 
+_BROKEN = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+def breaks_connection(exc: BaseException) -> bool:
+    """After this error the connection's state is unknown: close it, do not reuse it.
+
+    A server-side timeout (``statement_timeout``, ``lock_timeout``) leaves the
+    connection usable; a client-side timeout or a lost connection does not.
+    """
+    return isinstance(exc, _BROKEN)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying with backoff (the predicate given to stamina)."""
     return classify(exc) in (ErrorKind.RETRY, ErrorKind.UNAVAILABLE)

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -22,7 +22,7 @@ import asyncpg
 import stamina
 
 from reco.db import migrations
-from reco.db.classify import classify, is_transient
+from reco.db.classify import breaks_connection, classify, is_transient
 from reco.errors import DatabaseUnavailable
 from reco.observability import metrics
 from reco.observability.logs import get_logger
@@ -34,13 +34,17 @@ log = get_logger("reco.db")
 CHECK = "database"
 
 
+def _ms(seconds: float) -> str:
+    return str(int(seconds * 1000))
+
+
 def server_settings(settings: Settings, application_name: str = "reco") -> dict[str, str]:
-    ms = lambda seconds: str(int(seconds * 1000))
+    """Session settings sent at connect time, so a connection reset keeps them."""
     return {
         "application_name": application_name,
-        "statement_timeout": ms(settings.db_statement_timeout),
-        "lock_timeout": ms(settings.db_lock_timeout),
-        "idle_in_transaction_session_timeout": ms(settings.db_idle_in_transaction_timeout),
+        "statement_timeout": _ms(settings.db_statement_timeout),
+        "lock_timeout": _ms(settings.db_lock_timeout),
+        "idle_in_transaction_session_timeout": _ms(settings.db_idle_in_transaction_timeout),
     }
 
 
@@ -143,7 +147,7 @@ class Database:
                     await conn.fetchval("SELECT 1")
         except TimeoutError:
             ok, detail = False, f"no answer within {self.settings.db_health_timeout:g} s"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready; the class says which
             ok, detail = False, f"{type(exc).__name__}"
         if ok != (self.readiness.get(CHECK) or _OK).ok:
             log.warning("database check changed", ok=ok, detail=detail)
@@ -153,8 +157,32 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """Acquire a pooled connection within ``db_acquire_timeout``, instrumented."""
+        """Acquire a pooled connection within ``db_acquire_timeout``, instrumented.
+
+        A connection whose state is unknown after an error or a cancellation
+        (a client-side timeout, a lost connection) is closed, not reused.
+        """
         pool = self.pool
+        conn = await self._acquire(pool)
+        broken = False
+        try:
+            # The proxy forwards every Connection method; SQL functions take a Connection.
+            yield cast(asyncpg.Connection, conn)
+        except anyio.get_cancelled_exc_class():
+            broken = True
+            raise
+        except Exception as exc:
+            metrics.db_query_errors.inc({"class": classify(exc).value})
+            broken = breaks_connection(exc)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                if broken:
+                    conn.terminate()
+                await pool.release(conn, timeout=self.settings.db_acquire_timeout)
+            self._update_pool_gauges()
+
+    async def _acquire(self, pool: asyncpg.Pool) -> Any:
         began = time.perf_counter()
         try:
             conn = await pool.acquire(timeout=self.settings.db_acquire_timeout)
@@ -163,15 +191,10 @@ class Database:
             raise DatabaseUnavailable(
                 f"no pool connection within {self.settings.db_acquire_timeout:g} s"
             ) from None
-        metrics.db_acquire_wait.observe({}, time.perf_counter() - began)
-        try:
-            yield conn
-        except Exception as exc:
-            metrics.db_query_errors.inc({"class": classify(exc).value})
-            raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await pool.release(conn, timeout=self.settings.db_acquire_timeout)
+            metrics.db_acquire_wait.observe({}, time.perf_counter() - began)
+        self._update_pool_gauges()
+        return conn
 
     def _update_pool_gauges(self) -> None:
         if self._pool is None:

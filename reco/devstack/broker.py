@@ -30,6 +30,11 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
+
     def start(self, timeout: float = 30.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         url = f"tcp://127.0.0.1:{self.port}"
@@ -41,7 +46,8 @@ class EmbeddedBroker:
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
         log.close()
-        wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: self.process.poll() is None)  # type: ignore[union-attr]
+        process = self.process
+        wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: process.poll() is None)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -20,7 +20,9 @@ def wait_for_port(host: str, port: int, timeout: float, *, alive: object = None)
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{host}:{port} did not accept connections in {timeout:g} s")
+                raise TimeoutError(
+                    f"{host}:{port} did not accept connections in {timeout:g} s"
+                ) from None
             if callable(alive) and not alive():
                 raise RuntimeError(f"the process behind {host}:{port} exited") from None
-            time.sleep(0.05)
+            time.sleep(0.05)  # a blocking helper, used before any event loop runs

@@ -61,9 +61,9 @@ def _run_as() -> str | None:
     return SYSTEM_USER
 
 
-def _as_user(name: str | None) -> dict[str, object]:
+def _extra_groups(name: str | None) -> list[str] | None:
     # Drop root's groups too: a root group bit of 0 would deny what "other" allows.
-    return {} if name is None else {"user": name, "group": name, "extra_groups": []}
+    return None if name is None else []
 
 
 class EmbeddedPostgres:
@@ -96,7 +96,8 @@ class EmbeddedPostgres:
             subprocess.run(
                 [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", self.user,
                  "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                check=True, capture_output=True, **_as_user(run_as),
+                check=True, capture_output=True,
+                user=run_as, group=run_as, extra_groups=_extra_groups(run_as),
             )  # fmt: skip
         args = [
             str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata),
@@ -108,11 +109,13 @@ class EmbeddedPostgres:
                      "-c", "full_page_writes=off"]  # fmt: skip
         log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, **_as_user(run_as),
+            args, stdout=log, stderr=subprocess.STDOUT,
+            user=run_as, group=run_as, extra_groups=_extra_groups(run_as),
             start_new_session=True,  # a Ctrl-C in the terminal reaches us, not it
         )  # fmt: skip
         log.close()
-        wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: self.process.poll() is None)  # type: ignore[union-attr]
+        process = self.process
+        wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: process.poll() is None)
         self._wait_accepting(timeout)
 
     def _wait_accepting(self, timeout: float) -> None:

@@ -7,7 +7,7 @@ user ids. Gauges that mirror a buffer read its ``statistics()`` snapshot.
 
 from __future__ import annotations
 
-from aioprometheus import Counter, Gauge, Histogram, Registry
+from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
 from aioprometheus.renderer import render
 
 from reco import __version__

@@ -14,6 +14,8 @@ from reco.api.state import AppState
 from reco.settings import Settings
 from reco.supervisor import Supervisor
 
+START_DEADLINE = 30.0
+
 
 @attrs.define
 class RunningService:
@@ -29,20 +31,20 @@ class RunningService:
 
 @asynccontextmanager
 async def running_service(settings: Settings) -> AsyncIterator[RunningService]:
-    """Start the service; on exit, stop it the way SIGTERM would and wait."""
+    """Start the service; on exit, stop it the way SIGTERM would and wait.
+
+    A failed start-up raises (the supervisor's StartupError, in a group).
+    """
     supervisor, state, http = service.build(settings, handle_signals=False)
     running = RunningService(supervisor, state, http)
-    started = anyio.Event()
 
     async def _run() -> None:
         running.exit_status = await supervisor.run()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(_run)
-        with anyio.fail_after(30):
-            while http.port is None or not state.readiness.get("database"):
-                await anyio.sleep(0.01)
-            started.set()
+        with anyio.fail_after(START_DEADLINE):
+            await supervisor.wait_started()
         try:
             yield running
         finally:
