@@ -149,9 +149,10 @@ class Supervisor:
         began = anyio.current_time()
         deadline = began + self.startup_timeout
         with anyio.CancelScope() as self._starting:
-            if self._stop.is_set():
-                self._starting.cancel()
             for component in self.components:
+                if self._stop.is_set():
+                    self._starting.cancel()
+                    break
                 await self._start_one(tg, component, deadline)
         if self._early_exit is not None:
             name = self._early_exit.component.name
