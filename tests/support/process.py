@@ -56,7 +56,7 @@ class Child:
         self.lines.append(line)
         return line
 
-    def signal(self, signum: int = signal.SIGTERM) -> None:
+    def signal(self, signum: signal.Signals = signal.SIGTERM) -> None:
         self.process.send_signal(signum)
 
     async def wait_exit(self) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
+from typing import Any
 
 import anyio
 import pytest
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.anyio
 
 BOUND = 5.0  # generous upper bound for things that should take milliseconds
 Journal = list[tuple[str, str]]
+Logs = list[MutableMapping[str, Any]]
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -29,7 +31,7 @@ def journal() -> Journal:
 
 
 @pytest.fixture
-def logs() -> Iterator[list[dict[str, object]]]:
+def logs() -> Iterator[Logs]:
     with structlog.testing.capture_logs() as captured:
         yield captured
 
@@ -159,9 +161,7 @@ class TestStartAndStop:
 
 
 class TestFailedStart:
-    async def test_exception_aborts_start_up(
-        self, journal: Journal, logs: list[dict[str, object]]
-    ) -> None:
+    async def test_exception_aborts_start_up(self, journal: Journal, logs: Logs) -> None:
         """A start that raises stops the started ones in reverse and raises StartupError."""
         parts = [
             FakeComponent("a", journal), FakeComponent("b", journal),
@@ -214,9 +214,7 @@ class TestFailedStart:
 
 
 class TestCrash:
-    async def test_crash_stops_the_rest_in_order(
-        self, journal: Journal, logs: list[dict[str, object]]
-    ) -> None:
+    async def test_crash_stops_the_rest_in_order(self, journal: Journal, logs: Logs) -> None:
         """A crash after start-up stops the others newest first; exit status is non-zero."""
         parts = [FakeComponent(n, journal) for n in ("a", "b", "c")]
         sup = supervisor(parts)
