@@ -186,7 +186,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     raw, problems = _read_environ(environ)
     known = {env_name(f.name) for f in attrs.fields(Settings)}
-    known |= {f"{name}_FILE" for name in known}
+    known |= {f"{env_name(f.name)}_FILE" for f in attrs.fields(Settings) if f.metadata.get("secret")}
     problems += [
         f"{name}: unknown setting"
         for name in sorted(environ)
@@ -255,13 +255,20 @@ def _is_placeholder(value: str) -> bool:
     )
 
 
+def _database_password(url: str) -> str:
+    """The password in the URL's userinfo or its ``password`` query parameter (libpq style)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(parts.query).get("password", [""])
+    return parts.password or query[-1]
+
+
 def _production_problems(settings: Settings) -> list[str]:
     """Refuse development defaults in production, naming the variable, never the value."""
     problems = []
     if not settings.database_url:
         problems.append("RECO_DATABASE_URL: required in production")
     else:
-        password = urllib.parse.urlsplit(settings.database_url).password or ""
+        password = _database_password(settings.database_url)
         if _is_placeholder(password):
             problems.append(
                 "RECO_DATABASE_URL: the database password is empty or a development default"
