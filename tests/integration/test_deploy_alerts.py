@@ -40,7 +40,9 @@ class TestPromtool:
         result = _run(PROMTOOL or "promtool", "check", "rules", *RULE_FILES)
         assert result.returncode == 0, result.stdout + result.stderr
 
-    @pytest.mark.parametrize("test_file", sorted((PROMETHEUS / "tests").glob("*.yml")), ids=str)
+    @pytest.mark.parametrize(
+        "test_file", sorted((PROMETHEUS / "tests").glob("*.yml")), ids=lambda p: p.name
+    )
     def test_rule_unit_tests_pass(self, test_file: Path) -> None:
         """`promtool test rules`: each alert fires (and stays quiet) as its test says."""
         result = _run(PROMTOOL or "promtool", "test", "rules", test_file)
