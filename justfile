@@ -44,3 +44,7 @@ bench *ARGS:
 # offline quality evaluation on ML-100K
 evaluate PATH="../shared/datasets/ml-100k/ml-100k.inter":
     reco evaluate {{PATH}}
+
+# chaos smoke on the embedded stack, run by hand (not in CI): docs/operations/chaos.md
+chaos *ARGS:
+    python deploy/chaos/smoke.py {{ARGS}}
