@@ -95,6 +95,20 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_unpublished_idx ON outbox (id) WHERE published_at IS NULL;
 -- retention pruning of published rows
 CREATE INDEX outbox_published_at_idx ON outbox (published_at) WHERE published_at IS NOT NULL;
+-- re-sent events are not enqueued twice (within the retention of published rows)
+CREATE UNIQUE INDEX outbox_topic_event_id_key ON outbox (topic, event_id);
+
+-- Wake the relay at commit (NOTIFY is delivered on commit, once per transaction
+-- and payload); the relay also polls, since a notification is lost while nobody
+-- listens.
+CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('reco_outbox', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER outbox_notify_after_insert AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
 
 -- ---------------------------------------------------- consumer bookkeeping
 -- The next offset to read per (group, topic, partition), written in the same
