@@ -34,7 +34,7 @@ blueprint = Blueprint("events", __name__)
 blueprint.before_request(require_bearer)
 
 
-def decode_body(raw: bytes) -> Any:
+def decode_body(raw: str | bytes) -> Any:
     """The decoded JSON body, or a 400 problem."""
     try:
         return json.loads(raw)

@@ -67,7 +67,8 @@ class OutboxRelay:
         self.database = database
         self.readiness = readiness
         self.leading = False
-        self.batches = 0  # batches sent while leading (tests wait on it)
+        self.claims = 0  # claim queries run while leading (tests wait on these)
+        self.batches = 0
         self._stop = anyio.Event()
         self._wake = anyio.Event()
         self._publish_scope: anyio.CancelScope | None = None
@@ -214,10 +215,12 @@ class OutboxRelay:
     async def _claim(self) -> list[queries.PendingRow]:
         try:
             async with self.database.connection() as conn:
-                return await queries.fetch_pending(conn, self.settings.relay_batch_max)
+                rows = await queries.fetch_pending(conn, self.settings.relay_batch_max)
         except Exception:
             metrics.outbox_errors.inc({"stage": "claim"})
             raise
+        self.claims += 1
+        return rows
 
     async def _publish(self, producer: AIOKafkaProducer, rows: list[queries.PendingRow]) -> None:
         outcome = BatchOutcome(acked=0)
