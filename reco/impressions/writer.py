@@ -127,6 +127,7 @@ class ImpressionWriter:
         return cfg.db_acquire_timeout + 2 * cfg.db_statement_timeout
 
     def _account_leftovers(self) -> None:
+        self.buffer.close()  # nobody will read any more: later submits are refused, counted
         lost = len(self._batch)
         self._batch.clear()
         while True:
