@@ -28,7 +28,7 @@ def writer_settings(settings: Settings, **changes: object) -> Settings:
 
 async def count(settings: Settings, table: str) -> int:
     async with dedicated(settings) as conn:
-        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608 - fixed names
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
 
 
 class TestWriter:
