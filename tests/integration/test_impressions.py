@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
+from typing import Any
 
 import anyio
 import attrs
@@ -19,7 +21,7 @@ from tests.unit.test_impressions import impression
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
-def writer_settings(settings: Settings, **changes: object) -> Settings:
+def writer_settings(settings: Settings, **changes: Any) -> Settings:
     return attrs.evolve(
         settings, max_background_tasks=64, writer_batch_max=10, writer_batch_wait=0.01,
         background_mode=BackgroundMode.DROP, **changes,
@@ -110,5 +112,5 @@ class TestCancellation:
         assert await count(cfg, "outbox") == written  # never half a batch
 
 
-async def _equals(value: object, expected: int) -> bool:
-    return await value == expected  # type: ignore[misc]
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
