@@ -74,10 +74,8 @@ async def enqueue(conn: asyncpg.Connection, rows: Sequence[NewRow]) -> int:
 _FETCH = """
 SELECT id, topic, message_key, event_id, event_type, payload::text AS payload,
        extract(epoch FROM clock_timestamp() - created_at)::float8 AS age
-FROM outbox
-WHERE published_at IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
+FROM outbox_pending($1)
 ORDER BY id
-LIMIT $1
 """
 
 
