@@ -60,7 +60,7 @@ def headers(row: PendingRow) -> list[tuple[str, bytes]]:
 
 def partition_for(key: bytes, partitions: Sequence[int]) -> int:
     """The Java client's default partitioner: murmur2 of the key."""
-    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+    return partitions[(int(murmur2(key)) & 0x7FFFFFFF) % len(partitions)]
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
