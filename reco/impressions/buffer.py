@@ -55,10 +55,11 @@ class ImpressionBuffer:
             else:
                 await self._send_bounded(impression)
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self.count_dropped(1, "shutting down" if self._closed else "buffer full")
+            reason = "shutting down" if self._closed else "buffer full"
+            self.count_dropped(1, reason)
             if self.mode is BackgroundMode.SYNC:
                 raise Problem(
-                    503, "the impression buffer is full; retry shortly",
+                    503, f"the impression could not be recorded ({reason}); retry shortly",
                     slug="busy", headers={"Retry-After": "1"},
                 ) from None  # fmt: skip
         finally:
