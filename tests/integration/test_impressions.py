@@ -16,6 +16,7 @@ from reco.impressions.writer import ImpressionWriter
 from reco.observability.readiness import Readiness
 from reco.settings import BackgroundMode, Settings
 from tests.integration.outbox_support import dedicated, running_database, wait_for
+from tests.support.service import running_service
 from tests.unit.test_impressions import impression
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -114,3 +115,15 @@ class TestCancellation:
 
 async def _equals(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+class TestInService:
+    async def test_service_stop_writes_every_buffered_impression(self, settings: Settings) -> None:
+        """Impressions submitted to the running service are all written when it stops."""
+        cfg = attrs.evolve(settings, max_background_tasks=500, writer_batch_wait=0.5)
+        async with running_service(cfg) as svc:
+            for _ in range(300):
+                await svc.state.impressions.submit(impression())
+        assert svc.exit_status == 0
+        assert await count(cfg, "impressions") == 300
+        assert await count(cfg, "outbox") == 300
