@@ -124,17 +124,15 @@ class OutboxRelay:
         log.info("relay leads")
         lost = anyio.Event()
         lock_conn.add_termination_listener(lambda _conn: lost.set())
-        listen = await self._listen()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._hold, lock_conn, lost)
+                tg.start_soon(self._keep_listening)
                 tg.start_soon(self._prune_loop)
                 await self._publish_loop()
                 tg.cancel_scope.cancel()
         finally:
             self._set_leader(False)
-            if listen is not None:
-                await _close(listen, self.settings)
 
     async def _hold(self, lock_conn: asyncpg.Connection, lost: anyio.Event) -> None:
         """Raise :class:`LeadershipLost` as soon as the lock connection fails."""
@@ -148,6 +146,19 @@ class OutboxRelay:
             except Exception as exc:
                 log.warning("relay lock connection lost; stepping down", error=repr(exc))
                 raise LeadershipLost from exc
+
+    async def _keep_listening(self) -> None:
+        """LISTEN on a dedicated connection; reopen it when it dies (polling covers the gap)."""
+        conn: asyncpg.Connection | None = None
+        try:
+            while True:
+                if conn is None or conn.is_closed():
+                    conn = await self._listen()
+                    self._wake.set()  # notifications may have been missed: claim now
+                await anyio.sleep(self.settings.relay_leader_retry)
+        finally:
+            if conn is not None:
+                await _close(conn, self.settings)
 
     async def _listen(self) -> asyncpg.Connection | None:
         try:

@@ -174,6 +174,29 @@ class TestBrokerDown:
             await anyio.to_thread.run_sync(down.stop)
 
 
+class TestWakeUp:
+    async def test_notify_wakes_the_relay_and_a_lost_listener_is_replaced(
+        self, settings: Settings, broker: EmbeddedBroker, topics: Topics
+    ) -> None:
+        """With polling all but off, commits are still published, before and after the
+        LISTEN connection is killed."""
+        cfg = attrs.evolve(relay_settings(settings, broker.bootstrap), relay_poll_interval=60.0)
+        async with running_database(cfg) as db, anyio.create_task_group() as tg:
+            relay = await _start(tg, OutboxRelay(cfg, db, Readiness()))
+            await wait_for(lambda: _listening(cfg))
+            await enqueue(cfg, rows_for(topics.impressions, ["k"], 1, prefix="a"))
+            await wait_for(lambda: _none_left(cfg), deadline=5)
+            async with dedicated(cfg) as admin:
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'reco-relay-listen'"
+                )
+            await wait_for(lambda: _listening(cfg))
+            await enqueue(cfg, rows_for(topics.impressions, ["k"], 1, prefix="b"))
+            await wait_for(lambda: _none_left(cfg), deadline=5)
+            relay.stop_nowait()
+
+
 class TestHousekeeping:
     async def test_published_rows_are_pruned_after_retention(self, settings: Settings) -> None:
         """Rows published longer ago than the retention are deleted; the rest stay."""
@@ -216,6 +239,14 @@ async def _true(value: bool) -> bool:
 
 async def _none_left(settings: Settings) -> bool:
     return await unpublished(settings) == 0
+
+
+async def _listening(settings: Settings) -> bool:
+    async with dedicated(settings) as conn:
+        n = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'reco-relay-listen'"
+        )
+    return bool(n == 1)
 
 
 async def _check_failing(readiness: Readiness) -> bool:
