@@ -11,11 +11,15 @@ from contextlib import contextmanager
 import anyio
 import attrs
 import pytest
+from quart import Blueprint, Quart
 
+from reco.api.app import create_app
 from reco.api.problems import Problem
+from reco.api.state import AppState, state
 from reco.impressions.buffer import ImpressionBuffer
 from reco.impressions.model import Impression, ServedItem
 from reco.impressions.rows import impression_columns, message_key, outbox_rows
+from reco.observability.readiness import Readiness
 from reco.settings import BackgroundMode, Settings
 
 pytestmark = pytest.mark.anyio
@@ -114,3 +118,38 @@ class TestSyncMode:
                 await buf.submit(impression())
             assert buf.statistics().closed
             assert buf.statistics().dropped == 1
+
+
+def app_with(buf: ImpressionBuffer) -> Quart:
+    """The real app factory plus one route that records an impression, as list endpoints do."""
+    app = create_app(AppState(settings=Settings(), readiness=Readiness(), impressions=buf))
+    extra = Blueprint("served", __name__)
+
+    @extra.get("/served")
+    async def served() -> dict[str, bool]:
+        await state().impressions.submit(impression())
+        return {"ok": True}
+
+    app.register_blueprint(extra)
+    return app
+
+
+class TestOverHttp:
+    async def test_drop_mode_answers_every_request_and_counts_drops(self) -> None:
+        """Saturated in drop mode, every request still answers 200 at once; drops are counted."""
+        with buffer(BackgroundMode.DROP, capacity=2) as buf:
+            client = app_with(buf).test_client()
+            with anyio.fail_after(2):
+                statuses = [(await client.get("/served")).status_code for _ in range(10)]
+            assert statuses == [200] * 10
+            assert buf.statistics().dropped == 8
+
+    async def test_sync_mode_answers_503_problem_after_the_bound(self) -> None:
+        """Saturated in sync mode, a request waits the bound, then gets a 503 problem."""
+        with buffer(BackgroundMode.SYNC, capacity=1) as buf:
+            client = app_with(buf).test_client()
+            assert (await client.get("/served")).status_code == 200
+            response = await client.get("/served")
+            assert response.status_code == 503
+            assert response.content_type == "application/problem+json"
+            assert response.headers["Retry-After"] == "1"
