@@ -15,8 +15,11 @@ from reco.api.server import HttpServer
 from reco.api.state import AppState
 from reco.db.pool import Database
 from reco.engine.recommender import Recommender
+from reco.impressions.buffer import ImpressionBuffer
+from reco.impressions.writer import ImpressionWriter
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
+from reco.outbox.relay import OutboxRelay
 from reco.settings import Settings
 from reco.supervisor import Component, Supervisor
 
@@ -32,6 +35,11 @@ def build(settings: Settings, *, on_http_ready: Callable[[HttpServer], None] | N
         recommender=Recommender(database, settings),
     )  # fmt: skip
     components: list[Component] = [database]
+    impressions = ImpressionBuffer(settings)
+    app_state.impressions = impressions
+    if settings.relay_enabled:
+        components.append(OutboxRelay(settings, database, readiness))
+    components.append(ImpressionWriter(settings, database, impressions))
     http = HttpServer(
         create_app(app_state), settings.http_bind,
         graceful_timeout=settings.shutdown_timeout / 2,

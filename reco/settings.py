@@ -98,6 +98,8 @@ class Settings:
     background_put_timeout: float = attrs.field(default=0.25, validator=_positive)
     writer_batch_max: int = attrs.field(default=500, validator=_positive)
     writer_batch_wait: float = attrs.field(default=0.05, validator=_positive)
+    writer_drain_timeout: float = attrs.field(default=5.0, validator=_positive)
+    writer_retry_timeout: float = attrs.field(default=10.0, validator=_positive)
 
     # --- outbox relay -------------------------------------------------------
     relay_enabled: bool = True
@@ -109,6 +111,8 @@ class Settings:
     outbox_retention: float = attrs.field(default=7 * 24 * 3600.0, validator=_positive)
     outbox_prune_interval: float = attrs.field(default=600.0, validator=_positive)
     outbox_max_age: float = attrs.field(default=60.0, validator=_positive)
+    outbox_check_interval: float = attrs.field(default=1.0, validator=_positive)
+    relay_linger: float = attrs.field(default=0.002, validator=attrs.validators.ge(0))
 
     # --- recommendations ----------------------------------------------------
     recs_cache_ttl: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))

@@ -95,6 +95,35 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_unpublished_idx ON outbox (id) WHERE published_at IS NULL;
 -- retention pruning of published rows
 CREATE INDEX outbox_published_at_idx ON outbox (published_at) WHERE published_at IS NOT NULL;
+-- re-sent events are not enqueued twice (within the retention of published rows)
+CREATE UNIQUE INDEX outbox_topic_event_id_key ON outbox (topic, event_id);
+
+-- The relay's claim: the oldest committed unpublished rows, in id order, only
+-- from transactions below the snapshot's xmin (all ended: no smaller id can
+-- still appear). The planner settings pin the ordered walk of the partial
+-- index: without statistics (a fresh or bursty table) the planner otherwise
+-- bitmap-scans and sorts the whole backlog on every claim.
+CREATE FUNCTION outbox_pending(batch integer) RETURNS SETOF outbox
+LANGUAGE sql STABLE
+SET enable_bitmapscan = off SET enable_seqscan = off SET enable_sort = off
+AS $$
+    SELECT * FROM outbox
+    WHERE published_at IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY id
+    LIMIT batch
+$$;
+
+-- Wake the relay at commit (NOTIFY is delivered on commit, once per transaction
+-- and payload); the relay also polls, since a notification is lost while nobody
+-- listens.
+CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('reco_outbox', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER outbox_notify_after_insert AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
 
 -- ---------------------------------------------------- consumer bookkeeping
 -- The next offset to read per (group, topic, partition), written in the same

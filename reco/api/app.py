@@ -41,6 +41,9 @@ def create_app(app_state: AppState) -> Quart:
 
 def _register_blueprints(app: Quart) -> None:
     """The feature blueprints; each lives in its own module under reco/api/."""
+    from reco.api import events  # local: each feature adds its own line
+
+    app.register_blueprint(events.blueprint)
 
 
 def route_template() -> str:

@@ -1,0 +1,145 @@
+"""The impression writer: drains the buffer into PostgreSQL in batches.
+
+Each batch is one transaction inserting the impressions and their outbox rows
+(topic ``impressions_topic``, key = user id, or the recommendation id for an
+anonymous user); the insert trigger wakes the relay at commit.
+
+Each write attempt runs shielded under its own deadline, so a batch is either
+committed or not, never half-written, even when the writer is cancelled.
+Transient database errors are retried (stamina) up to ``writer_retry_timeout``;
+a batch that still cannot be written is logged and counted as dropped.
+
+Stop: ``stop_nowait`` closes the buffer (handlers now get 503 / drop) and gives
+the writer ``writer_drain_timeout`` to write what is left. Whatever is still
+buffered after that, or when cancelled, is logged and counted in
+``reco_background_dropped_total``: never silently lost.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import anyio
+import anyio.abc
+import stamina
+
+from reco.db.classify import is_transient
+from reco.db.pool import Database
+from reco.errors import TransientError
+from reco.impressions.buffer import ImpressionBuffer
+from reco.impressions.model import Impression
+from reco.impressions.queries import insert_impressions
+from reco.impressions.rows import outbox_rows
+from reco.observability import metrics
+from reco.observability.logs import get_logger
+from reco.outbox import queries as outbox
+from reco.settings import Settings
+
+log = get_logger("reco.impressions.writer")
+
+
+def _retryable(exc: Exception) -> bool:
+    return isinstance(exc, TransientError) or is_transient(exc)
+
+
+class ImpressionWriter:
+    name = "impression-writer"
+
+    def __init__(self, settings: Settings, database: Database, buffer: ImpressionBuffer) -> None:
+        self.settings = settings
+        self.database = database
+        self.buffer = buffer
+        self._batch: list[Impression] = []
+        self._scope: anyio.CancelScope | None = None
+        self._stop_requested = False
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        self._scope = anyio.CancelScope()
+        if self._stop_requested:
+            self._arm_drain_deadline()
+        task_status.started()
+        try:
+            with self._scope:
+                while await self._next_batch():
+                    await self._write()
+        finally:
+            self._account_leftovers()
+
+    def stop_nowait(self) -> None:
+        """Close the buffer; drain what is left within ``writer_drain_timeout``."""
+        self._stop_requested = True
+        self.buffer.close()
+        if self._scope is not None:
+            self._arm_drain_deadline()
+
+    def _arm_drain_deadline(self) -> None:
+        assert self._scope is not None
+        deadline = anyio.current_time() + self.settings.writer_drain_timeout
+        self._scope.deadline = min(self._scope.deadline, deadline)
+
+    async def _next_batch(self) -> bool:
+        """Collect up to ``writer_batch_max`` impressions; False once closed and empty."""
+        receive, limit = self.buffer.receive, self.settings.writer_batch_max
+        try:
+            self._batch.append(await receive.receive())
+        except anyio.EndOfStream:
+            return False
+        with anyio.move_on_after(self.settings.writer_batch_wait):
+            while len(self._batch) < limit:
+                try:
+                    self._batch.append(await receive.receive())
+                except anyio.EndOfStream:
+                    break
+        metrics.background_queue_depth.set({}, self.buffer.statistics().depth)
+        return True
+
+    async def _write(self) -> None:
+        batch, began = self._batch, time.perf_counter()
+        size = len(batch)
+        try:
+            async for attempt in stamina.retry_context(
+                on=_retryable, attempts=None, timeout=self.settings.writer_retry_timeout,
+                wait_initial=0.05, wait_max=1.0,
+            ):  # fmt: skip
+                with attempt:
+                    await self._write_once(batch)
+        except Exception as exc:  # noqa: BLE001 - counted and logged; the writer goes on
+            metrics.background_errors.inc({})
+            log.warning("impression batch not written", size=size, error=repr(exc))
+            self.buffer.count_dropped(len(batch), "write failed")
+            batch.clear()
+            return
+        metrics.background_written.add({}, size)
+        metrics.background_batch_duration.observe({}, time.perf_counter() - began)
+
+    async def _write_once(self, batch: list[Impression]) -> None:
+        """One shielded, bounded transaction; clears ``batch`` once committed."""
+        with anyio.CancelScope(shield=True), anyio.fail_after(self._attempt_timeout):
+            async with self.database.connection() as conn, conn.transaction():
+                await insert_impressions(conn, batch)
+                await outbox.enqueue(conn, outbox_rows(batch, self.settings.impressions_topic))
+            batch.clear()
+
+    @property
+    def _attempt_timeout(self) -> float:
+        cfg = self.settings
+        return cfg.db_acquire_timeout + 2 * cfg.db_statement_timeout
+
+    def _account_leftovers(self) -> None:
+        self.buffer.close()  # nobody will read any more: later submits are refused, counted
+        lost = len(self._batch)
+        self._batch.clear()
+        while True:
+            try:
+                self.buffer.receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            lost += 1
+        self.buffer.receive.close()
+        metrics.background_queue_depth.set({}, 0)
+        if lost:
+            log.error("impressions not written before stop", lost=lost)
+            self.buffer.count_dropped(lost, "shutdown")
+        elif self._scope is not None and not math.isinf(self._scope.deadline):
+            log.info("impression buffer drained")

@@ -1,0 +1,317 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
+
+Leadership: every instance runs a relay, exactly one publishes. It holds the
+session advisory lock ``LOCK_KEY`` on a dedicated (never pooled) connection;
+a standby retries ``pg_try_advisory_lock`` every ``relay_leader_retry``.
+When the leader's connection dies the server releases the lock and a
+standby takes over. The leader checks its lock connection every
+``relay_leader_retry`` (and at once when asyncpg reports it closed) and stops
+publishing when it is gone.
+
+Loop (leader): claim up to ``relay_batch_max`` rows below the snapshot xmin
+in id order, send them, mark the acknowledged prefix published. Any failure
+restarts from the oldest unpublished row with a fresh producer, under stamina
+backoff (which also covers a broker that is down at start-up). Wakes on
+``LISTEN reco_outbox`` (dedicated connection) or every ``relay_poll_interval``.
+Prunes published rows older than ``outbox_retention``.
+
+Every instance reports the ``outbox`` readiness check (backlog, oldest age,
+leader); it fails when the oldest unpublished row is older than
+``outbox_max_age``.
+
+Stop: a standby stops at once; the leader finishes the batch in hand within
+``relay_stop_timeout``; rows not marked are published again later.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import asyncpg
+import stamina
+from aiokafka import AIOKafkaProducer
+
+from reco.db.pool import Database, connect
+from reco.observability import metrics
+from reco.observability.logs import get_logger
+from reco.observability.readiness import Readiness
+from reco.outbox import queries
+from reco.outbox.publish import BatchOutcome, make_producer, send_batch
+from reco.settings import Settings
+
+log = get_logger("reco.outbox.relay")
+
+CHECK = "outbox"
+LOCK_KEY = int.from_bytes(b"reco.rly", "big", signed=True)  # any fixed bigint would do
+PRUNE_CHUNK = 10_000
+
+
+class PublishFailed(Exception):
+    """A batch was not fully acknowledged; retry from the oldest unpublished row."""
+
+
+class LeadershipLost(Exception):
+    """The lock connection is gone; another relay may lead now."""
+
+
+class OutboxRelay:
+    name = "outbox-relay"
+
+    def __init__(self, settings: Settings, database: Database, readiness: Readiness) -> None:
+        self.settings = settings
+        self.database = database
+        self.readiness = readiness
+        self.leading = False
+        self.claims = 0  # claim queries run while leading (tests wait on these)
+        self.batches = 0
+        self._stop = anyio.Event()
+        self._wake = anyio.Event()
+        self._publish_scope: anyio.CancelScope | None = None
+        self._in_batch = False
+
+    # --- component ---------------------------------------------------------------
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        self._set_leader(False)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_backlog)
+            task_status.started()
+            await self._contend()
+            tg.cancel_scope.cancel()
+
+    def stop_nowait(self) -> None:
+        """A standby stops now; a leader finishes its batch within ``relay_stop_timeout``."""
+        self._stop.set()
+        self._wake.set()
+        scope = self._publish_scope
+        if scope is None:
+            return
+        if self._in_batch:
+            deadline = anyio.current_time() + self.settings.relay_stop_timeout
+            scope.deadline = min(scope.deadline, deadline)
+        else:
+            scope.cancel()
+
+    # --- leadership --------------------------------------------------------------
+    async def _contend(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._stand_by_then_lead()
+            except Exception as exc:  # noqa: BLE001 - logged; contend again after a pause
+                log.warning("relay not leading", error=repr(exc))
+            self._set_leader(False)
+            with anyio.move_on_after(self.settings.relay_leader_retry):
+                await self._stop.wait()
+
+    async def _stand_by_then_lead(self) -> None:
+        conn = await connect(self.settings, "reco-relay-lock")
+        try:
+            while not await queries.try_lock(conn, LOCK_KEY):
+                with anyio.move_on_after(self.settings.relay_leader_retry):
+                    await self._stop.wait()
+                if self._stop.is_set():
+                    return
+            await self._lead(conn)
+        finally:
+            await _close(conn, self.settings)
+
+    async def _lead(self, lock_conn: asyncpg.Connection) -> None:
+        self._set_leader(True)
+        log.info("relay leads")
+        lost = anyio.Event()
+        lock_conn.add_termination_listener(lambda _conn: lost.set())
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._hold, lock_conn, lost)
+                tg.start_soon(self._keep_listening)
+                tg.start_soon(self._prune_loop)
+                await self._publish_loop()
+                tg.cancel_scope.cancel()
+        finally:
+            self._set_leader(False)
+
+    async def _hold(self, lock_conn: asyncpg.Connection, lost: anyio.Event) -> None:
+        """Raise :class:`LeadershipLost` as soon as the lock connection fails."""
+        cfg = self.settings
+        while True:
+            with anyio.move_on_after(cfg.relay_leader_retry):
+                await lost.wait()
+            try:
+                with anyio.fail_after(cfg.db_health_timeout):
+                    await lock_conn.fetchval("SELECT 1")
+            except Exception as exc:
+                log.warning("relay lock connection lost; stepping down", error=repr(exc))
+                raise LeadershipLost from exc
+
+    async def _keep_listening(self) -> None:
+        """LISTEN on a dedicated connection; reopen it when it dies (polling covers the gap)."""
+        conn: asyncpg.Connection | None = None
+        try:
+            while True:
+                if conn is None or conn.is_closed():
+                    conn = await self._listen()
+                    self._wake.set()  # notifications may have been missed: claim now
+                await anyio.sleep(self.settings.relay_leader_retry)
+        finally:
+            if conn is not None:
+                await _close(conn, self.settings)
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        try:
+            conn = await connect(self.settings, "reco-relay-listen")
+            await conn.add_listener(queries.NOTIFY_CHANNEL, self._on_notify)
+        except Exception as exc:  # noqa: BLE001 - polling still works
+            log.warning("cannot LISTEN; polling only", error=repr(exc))
+            return None
+        return conn
+
+    def _on_notify(self, *_args: Any) -> None:
+        self._wake.set()
+
+    def _set_leader(self, leading: bool) -> None:
+        self.leading = leading
+        metrics.outbox_leader.set({}, 1 if leading else 0)
+
+    # --- publishing --------------------------------------------------------------
+    async def _publish_loop(self) -> None:
+        cfg = self.settings
+        try:
+            with anyio.CancelScope() as self._publish_scope:
+                async for attempt in stamina.retry_context(
+                    on=Exception, attempts=None, timeout=None,
+                    wait_initial=cfg.kafka_retry_initial, wait_max=cfg.kafka_retry_max,
+                ):  # fmt: skip
+                    with attempt:
+                        async with self._producer() as producer:
+                            await self._pump(producer)
+        finally:
+            self._publish_scope = None
+
+    @asynccontextmanager
+    async def _producer(self) -> AsyncIterator[AIOKafkaProducer]:
+        producer = self.make_producer()
+        try:
+            await producer.start()
+            yield producer
+        finally:
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(self.settings.relay_stop_timeout),
+            ):
+                await producer.stop()
+
+    def make_producer(self) -> AIOKafkaProducer:
+        """The producer for one publishing attempt (tests subclass to inject faults)."""
+        return make_producer(self.settings)
+
+    async def _pump(self, producer: AIOKafkaProducer) -> None:
+        cfg = self.settings
+        while not self._stop.is_set():
+            self._wake = anyio.Event()  # before the claim: a NOTIFY during it is kept
+            rows = await self._claim()
+            if not rows:
+                with anyio.move_on_after(cfg.relay_poll_interval):
+                    await self._wake.wait()
+                continue
+            self._in_batch = True
+            try:
+                await self._publish(producer, rows)
+            finally:
+                self._in_batch = False
+
+    async def _claim(self) -> list[queries.PendingRow]:
+        try:
+            async with self.database.connection() as conn:
+                rows = await queries.fetch_pending(conn, self.settings.relay_batch_max)
+        except Exception:
+            metrics.outbox_errors.inc({"stage": "claim"})
+            raise
+        self.claims += 1
+        return rows
+
+    async def _publish(self, producer: AIOKafkaProducer, rows: list[queries.PendingRow]) -> None:
+        outcome = BatchOutcome(acked=0)
+        with anyio.move_on_after(self.settings.relay_publish_timeout):
+            await send_batch(producer, rows, outcome)
+        self.batches += 1
+        if outcome.acked:
+            await self._mark([row.id for row in rows[: outcome.acked]])
+        if outcome.acked < len(rows):
+            metrics.outbox_errors.inc({"stage": "publish"})
+            log.warning(
+                "publish incomplete; retrying from the oldest unpublished row",
+                acked=outcome.acked, batch=len(rows), error=outcome.error,
+            )  # fmt: skip
+            raise PublishFailed(outcome.error)
+
+    async def _mark(self, ids: list[int]) -> None:
+        cfg = self.settings
+        try:
+            with anyio.CancelScope(shield=True), anyio.fail_after(cfg.db_statement_timeout + 1):
+                async with self.database.connection() as conn:
+                    await queries.mark_published(conn, ids)
+        except Exception:
+            metrics.outbox_errors.inc({"stage": "mark"})
+            raise
+
+    # --- housekeeping ------------------------------------------------------------
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                await self.prune_once()
+            except Exception as exc:  # noqa: BLE001 - logged; tried again next interval
+                log.warning("outbox prune failed", error=repr(exc))
+            await anyio.sleep(self.settings.outbox_prune_interval)
+
+    async def prune_once(self) -> int:
+        """Delete published rows older than ``outbox_retention``, in chunks."""
+        total = 0
+        while True:
+            async with self.database.connection() as conn:
+                deleted = await queries.prune(conn, self.settings.outbox_retention, PRUNE_CHUNK)
+            total += deleted
+            if deleted < PRUNE_CHUNK:
+                break
+        if total:
+            log.info("outbox pruned", deleted=total)
+        return total
+
+    async def _watch_backlog(self) -> None:
+        while True:
+            await self.check_backlog()
+            await anyio.sleep(self.settings.outbox_check_interval)
+
+    async def check_backlog(self) -> None:
+        """Update the backlog gauges and the ``outbox`` readiness check."""
+        try:
+            async with self.database.connection() as conn:
+                backlog = await queries.backlog(conn)
+        except Exception as exc:  # noqa: BLE001 - reported as a failing check
+            detail = f"backlog unknown: {type(exc).__name__}"
+            self.readiness.set(CHECK, False, detail, leader=self.leading)
+            return
+        metrics.outbox_backlog.set({}, backlog.unpublished)
+        metrics.outbox_oldest_age.set({}, backlog.oldest_age)
+        ok = backlog.oldest_age <= self.settings.outbox_max_age
+        detail = "" if ok else f"oldest unpublished row is {math.floor(backlog.oldest_age)} s old"
+        self.readiness.set(
+            CHECK, ok, detail, unpublished=backlog.unpublished,
+            oldest_age_seconds=round(backlog.oldest_age, 3), leader=self.leading,
+        )  # fmt: skip
+
+
+async def _close(conn: asyncpg.Connection, settings: Settings) -> None:
+    """Close a dedicated connection (releasing its locks), bounded and shielded."""
+    bound = settings.db_connect_timeout
+    with anyio.CancelScope(shield=True), anyio.move_on_after(bound):
+        try:
+            await conn.close(timeout=bound)
+        except Exception:  # noqa: BLE001 - a dead connection: just let it go
+            conn.terminate()
+            return
+    if not conn.is_closed():
+        conn.terminate()

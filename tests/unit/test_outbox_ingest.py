@@ -1,0 +1,100 @@
+"""POST /v1/events without I/O: body validation, outbox rows and bearer tokens."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from reco.api.auth import bearer_token, check_bearer, token_matches
+from reco.api.events import MAX_EVENTS, MAX_PROBLEMS, decode_body, outbox_rows, validate_batch
+from reco.api.problems import Problem
+
+
+def event(n: int = 1, **changes: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"e{n}", "user_id": "u1", "item_id": "i1",
+        "occurred_at": "2026-01-01T00:00:00Z", **changes,
+    }  # fmt: skip
+
+
+def problem(call: Any, *args: Any) -> Problem:
+    with pytest.raises(Problem) as caught:
+        call(*args)
+    return caught.value
+
+
+class TestValidateBatch:
+    def test_valid_batch_is_parsed(self) -> None:
+        """Every event of a valid batch comes back parsed, in order."""
+        events = validate_batch({"events": [event(1), event(2)]})
+        assert [e.event_id for e in events] == ["e1", "e2"]
+
+    def test_one_bad_event_rejects_the_whole_batch_with_its_index(self) -> None:
+        """A single invalid event answers 422 naming its index and reason."""
+        p = problem(validate_batch, {"events": [event(1), event(2, user_id=7), event(3)]})
+        assert p.status == 422
+        assert p.extensions["problems"] == [
+            {"index": 1, "reason": "user_id: expected a string, got int"}
+        ]
+
+    def test_lists_at_most_the_first_hundred_problems(self) -> None:
+        """Only the first MAX_PROBLEMS problems are listed; the count says how many."""
+        p = problem(validate_batch, {"events": [{}] * 150})
+        assert len(p.extensions["problems"]) == MAX_PROBLEMS
+        assert p.extensions["invalid_count"] == 150
+
+    @pytest.mark.parametrize("body", [[], {"events": {}}, {"other": []}, "x", None])
+    def test_wrong_shape_is_400(self, body: Any) -> None:
+        """Anything but an object with an events list answers 400."""
+        assert problem(validate_batch, body).status == 400
+
+    def test_too_many_events_is_rejected(self) -> None:
+        """More than MAX_EVENTS events answers 422 without validating them."""
+        assert problem(validate_batch, {"events": [event()] * (MAX_EVENTS + 1)}).status == 422
+
+    def test_non_json_is_400(self) -> None:
+        """A body that is not JSON answers 400."""
+        assert problem(decode_body, b"{nope").status == 400
+        assert problem(decode_body, b"\xff\xfe").status == 400
+
+
+class TestOutboxRows:
+    def test_rows_are_keyed_by_user_with_the_event_id(self) -> None:
+        """Each event becomes one outbox row: key user id, event id, normalised JSON."""
+        (row,) = outbox_rows(validate_batch({"events": [event(watched_seconds=3)]}), "t")
+        assert (row.topic, row.key, row.event_id, row.event_type) == (
+            "t",
+            "u1",
+            "e1",
+            "watch_event",
+        )
+        assert json.loads(row.payload)["watched_seconds"] == 3.0
+
+
+class TestBearer:
+    @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer   ", "Basic abc", "token"])
+    def test_missing_or_malformed_header_has_no_token(self, header: str | None) -> None:
+        """Only 'Bearer <token>' carries a token."""
+        assert bearer_token(header) is None
+
+    def test_scheme_is_case_insensitive(self) -> None:
+        """'bearer' works as well as 'Bearer'."""
+        assert bearer_token("bearer abc") == "abc"
+
+    def test_token_matches_any_configured_token(self) -> None:
+        """A token equal to any configured one matches; others do not."""
+        assert token_matches("b", ["a", "b"])
+        assert not token_matches("c", ["a", "b"])
+        assert not token_matches("a", [])
+
+    def test_no_token_is_401_with_challenge(self) -> None:
+        """No header answers 401 with a WWW-Authenticate challenge."""
+        p = problem(check_bearer, None, ["a"])
+        assert p.status == 401
+        assert p.headers["WWW-Authenticate"].startswith("Bearer")
+
+    def test_wrong_token_is_403(self) -> None:
+        """A well-formed but unknown token answers 403."""
+        assert problem(check_bearer, "Bearer nope", ["a"]).status == 403
