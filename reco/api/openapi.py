@@ -94,10 +94,16 @@ def _catalogue_schemas() -> dict[str, Schema]:
         "ItemWrite": _object(props, ["title"]),
         "BatchItemWrite": batch_item,
         "ItemBatch": _object(
-            {"items": {"type": "array", "items": ref("BatchItemWrite"), "minItems": 1,
-                       "maxItems": validation.MAX_BATCH_ITEMS}},
+            {
+                "items": {
+                    "type": "array",
+                    "items": ref("BatchItemWrite"),
+                    "minItems": 1,
+                    "maxItems": validation.MAX_BATCH_ITEMS,
+                }
+            },
             ["items"],
-        ),  # fmt: skip
+        ),
         "Item": _object(
             {"item_id": item_id, **props, "created_at": stamp, "updated_at": stamp},
             ["item_id", "title", "genres", "active", "attributes", "created_at", "updated_at"],
@@ -155,10 +161,13 @@ def _ops_schemas() -> dict[str, Schema]:
     return {
         "Health": _object({"status": {"const": "ok"}}, ["status"]),
         "Readiness": {
-            "type": "object", "required": ["status", "checks"],
-            "properties": {"status": {"enum": ["ready", "not ready"]},
-                           "checks": {"type": "object", "additionalProperties": check}},
-        },  # fmt: skip
+            "type": "object",
+            "required": ["status", "checks"],
+            "properties": {
+                "status": {"enum": ["ready", "not ready"]},
+                "checks": {"type": "object", "additionalProperties": check},
+            },
+        },
         "WatchEvent": event,
         "EventBatch": _object(
             {"events": {"type": "array", "items": ref("WatchEvent"), "minItems": 1}}, ["events"]
@@ -191,8 +200,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
     }
     out: dict[str, Any] = {str(s): problem(texts[s]) for s in statuses if s in texts}
     if 401 in statuses:
-        challenge = {"WWW-Authenticate": {"schema": {"type": "string"},
-                                          "description": "Bearer challenge (RFC 6750)."}}
+        challenge = {
+            "WWW-Authenticate": {
+                "schema": {"type": "string"},
+                "description": "Bearer challenge (RFC 6750).",
+            }
+        }
         out["401"] = problem("No bearer token.", headers=challenge)
         out["403"] = problem("A bearer token that matches none of RECO_API_TOKENS.")
     if 422 in statuses:
@@ -205,17 +218,36 @@ def _param(name: str, where: str, schema: Schema, description: str, **extra: Any
     return {"name": name, "in": where, "schema": schema, "description": description, **extra}
 
 
-LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100,
-                                  "default": validation.DEFAULT_LIMIT}, "How many items at most.")
-GENRE = _param("genre", "query", {"type": "array", "items": {"type": "string"}},
-               "Only items of these genres (repeatable).", explode=True)
-EXCLUDE = _param("exclude", "query", {"type": "array", "items": {"type": "string"}},
-                 "Item ids never to return (repeatable).", explode=True)
-ITEM_ID = _param("item_id", "path", {"type": "string", "minLength": 1, "maxLength": 128},
-                 "The item id.", required=True)
+LIMIT = _param(
+    "limit",
+    "query",
+    {"type": "integer", "minimum": 1, "maximum": 100, "default": validation.DEFAULT_LIMIT},
+    "How many items at most.",
+)
+GENRE = _param(
+    "genre",
+    "query",
+    {"type": "array", "items": {"type": "string"}},
+    "Only items of these genres (repeatable).",
+    explode=True,
+)
+EXCLUDE = _param(
+    "exclude",
+    "query",
+    {"type": "array", "items": {"type": "string"}},
+    "Item ids never to return (repeatable).",
+    explode=True,
+)
+ITEM_ID = _param(
+    "item_id",
+    "path",
+    {"type": "string", "minLength": 1, "maxLength": 128},
+    "The item id.",
+    required=True,
+)
 USER_ID = _param("user_id", "path", {"type": "string", "minLength": 1, "maxLength": 128},
                  "The user id.", required=True)  # fmt: skip
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _body(schema: str) -> dict[str, Any]:

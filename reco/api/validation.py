@@ -71,7 +71,7 @@ def filter_values(values: Sequence[str], name: str) -> tuple[str, ...]:
 # ------------------------------------------------------------------ JSON bodies
 
 
-def json_body(raw: bytes) -> Any:
+def json_body(raw: str | bytes) -> Any:
     """Decode a request body as JSON; 400 when it is not JSON."""
     if not raw.strip():
         raise Problem(400, "the request body is empty; expected a JSON object")

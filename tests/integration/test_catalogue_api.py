@@ -37,9 +37,7 @@ class TestAuth:
         assert response.headers["www-authenticate"].startswith("Bearer")
 
     @pytest.mark.parametrize(("method", "path", "body"), WRITES)
-    async def test_wrong_token_is_403(
-        self, api: Api, method: str, path: str, body: object
-    ) -> None:
+    async def test_wrong_token_is_403(self, api: Api, method: str, path: str, body: object) -> None:
         """A write with a token that matches none configured is 403."""
         headers = {"Authorization": "Bearer not-the-token"}
         response = await api.client.request(method, path, json=body, headers=headers)

@@ -34,7 +34,9 @@ async def running_api(settings: Settings) -> AsyncIterator[Api]:
         yield Api(svc, client, settings.api_tokens[0])
 
 
-def item(item_id: str, *, genres: Sequence[str] = ("Drama",), active: bool = True) -> dict[str, Any]:
+def item(
+    item_id: str, *, genres: Sequence[str] = ("Drama",), active: bool = True
+) -> dict[str, Any]:
     return {"item_id": item_id, "title": f"Title {item_id}", "genres": list(genres),
             "active": active}  # fmt: skip
 
