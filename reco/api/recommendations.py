@@ -29,6 +29,8 @@ from reco.observability import metrics
 
 blueprint = Blueprint("recommendations", __name__)
 
+# json.dumps builds a new encoder per call when given options; this one is reused.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 USER_PARAMS = frozenset({"limit", "genre", "exclude"})
 SIMILAR_PARAMS = frozenset({"limit"})
 POPULAR_PARAMS = frozenset({"limit", "genre"})
@@ -119,4 +121,4 @@ def encode_list(recommendation_id: uuid.UUID, user_id: str | None,
         "recommendation_id": str(recommendation_id), "user_id": user_id,
         "algorithm": recs.algorithm, "items": [_item(item) for item in recs.items],
     }  # fmt: skip
-    return json.dumps(body, separators=(",", ":")).encode()
+    return _ENCODER.encode(body).encode()
