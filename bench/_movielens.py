@@ -32,7 +32,7 @@ def _rows(path: Path) -> Iterator[list[str]]:
 
 def items(directory: Path) -> list[dict[str, object]]:
     """Catalogue entries for ``POST /v1/items`` from the ``.item`` file."""
-    out = []
+    out: list[dict[str, object]] = []
     for item_id, title, year, genres in _rows(next(directory.glob("*.item"))):
         out.append({
             "item_id": item_id, "title": title or f"item {item_id}",

@@ -278,7 +278,10 @@ def report(args: argparse.Namespace, r: dict[str, WrkResult], engine: list[float
     ceiling = (r["health_1"].rps + r["health_2"].rps) / 2
     ratio = r["recs"].rps / ceiling if ceiling else 0.0
     quantiles = statistics.quantiles(engine, n=100)
-    ms = lambda seconds: seconds * 1000
+
+    def ms(seconds: float) -> float:
+        return seconds * 1000
+
     print()
     print(f"wrk: {args.connections} connections, {args.threads} threads, "
           f"{args.duration:g} s per run, limit={args.limit}")  # fmt: skip
