@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -265,7 +266,14 @@ def profiling(server: Server, output: Path | None, duration: float) -> Iterator[
     if output is None:
         yield
         return
-    command = ["py-spy", "record", "--pid", str(server.pid), "--duration", str(int(duration)),
+    spy_path = shutil.which(
+        "py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
+    if spy_path is None:
+        print("bench: --profile needs py-spy (pip install py-spy); not profiling", file=sys.stderr)
+        yield
+        return
+    command = [spy_path, "record", "--pid", str(server.pid), "--duration", str(int(duration)),
                "--format", PROFILE_FORMATS.get(output.suffix, "speedscope"), "--output", str(output),
                "--nonblocking"]  # fmt: skip
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as spy:
