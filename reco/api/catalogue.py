@@ -14,19 +14,12 @@ from quart import Blueprint, Response, request
 
 from reco.api import validation
 from reco.api.auth import require_token
+from reco.api.dependencies import database, register_unavailable
 from reco.api.problems import Problem
-from reco.api.state import state
-from reco.db.pool import Database
 from reco.db.queries import items as queries
 
 blueprint = Blueprint("catalogue", __name__)
-
-
-def _database() -> Database:
-    database = state().database
-    if database is None:
-        raise Problem(503, "the database is not configured", slug="unavailable")
-    return database
+register_unavailable(blueprint)
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -57,7 +50,7 @@ async def put_item(item_id: str) -> Response:
     """Create or replace one item: 201 when new, 200 when replaced; the stored item."""
     item = validation.item_body(validation.json_body(await request.get_data()),
                                 path_item_id(item_id))  # fmt: skip
-    async with _database().connection() as conn:
+    async with database().connection() as conn:
         stored, created = await queries.upsert_item(conn, item)
     return _json(item_json(stored), 201 if created else 200)
 
@@ -67,14 +60,14 @@ async def put_item(item_id: str) -> Response:
 async def post_items() -> Response:
     """Create or replace up to 1000 items in one transaction; ``{"upserted": n}``."""
     items = validation.batch_body(validation.json_body(await request.get_data()))
-    async with _database().connection() as conn, conn.transaction():
+    async with database().connection() as conn, conn.transaction():
         upserted = await queries.upsert_items(conn, items)
     return _json({"upserted": upserted})
 
 
 @blueprint.get("/v1/items/<item_id>")
 async def get_item(item_id: str) -> Response:
-    async with _database().connection() as conn:
+    async with database().connection() as conn:
         stored = await queries.get_item(conn, path_item_id(item_id))
     if stored is None:
         raise Problem(404, f"no item {item_id!r}", slug="unknown-item")
@@ -85,7 +78,7 @@ async def get_item(item_id: str) -> Response:
 @require_token()
 async def delete_item(item_id: str) -> Response:
     """Mark the item inactive (204); 404 when it was never stored."""
-    async with _database().connection() as conn:
+    async with database().connection() as conn:
         found = await queries.deactivate_item(conn, path_item_id(item_id))
     if not found:
         raise Problem(404, f"no item {item_id!r}", slug="unknown-item")

@@ -21,26 +21,21 @@ from collections.abc import Iterable
 from quart import Blueprint, Response, request
 
 from reco.api import validation
+from reco.api.dependencies import recommender, register_unavailable
 from reco.api.problems import Problem
 from reco.api.state import state
-from reco.engine.recommender import RecommendationList, Recommender, ScoredItem
+from reco.engine.recommender import RecommendationList, ScoredItem
 from reco.impressions.model import Impression, ServedItem
 from reco.observability import metrics
 
 blueprint = Blueprint("recommendations", __name__)
+register_unavailable(blueprint)
 
 # json.dumps builds a new encoder per call when given options; this one is reused.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 USER_PARAMS = frozenset({"limit", "genre", "exclude"})
 SIMILAR_PARAMS = frozenset({"limit"})
 POPULAR_PARAMS = frozenset({"limit", "genre"})
-
-
-def _recommender() -> Recommender:
-    recommender = state().recommender
-    if recommender is None:
-        raise Problem(503, "the recommender is not configured", slug="unavailable")
-    return recommender
 
 
 def _known_params(names: Iterable[str], allowed: frozenset[str]) -> None:
@@ -57,7 +52,7 @@ async def popular() -> Response:
     _known_params(args.keys(), POPULAR_PARAMS)
     limit = validation.limit(args.get("limit"))
     genres = validation.filter_values(args.getlist("genre"), "genre")
-    recs = await _recommender().popular(limit=limit, genres=genres)
+    recs = await recommender().popular(limit=limit, genres=genres)
     return await _serve("popular", None, recs)
 
 
@@ -70,7 +65,7 @@ async def user_recommendations(user_id: str) -> Response:
     limit = validation.limit(args.get("limit"))
     genres = validation.filter_values(args.getlist("genre"), "genre")
     exclude = frozenset(validation.filter_values(args.getlist("exclude"), "exclude"))
-    recs = await _recommender().for_user(user_id, limit=limit, genres=genres, exclude=exclude)
+    recs = await recommender().for_user(user_id, limit=limit, genres=genres, exclude=exclude)
     return await _serve("user_recommendations", user_id, recs)
 
 
@@ -81,7 +76,7 @@ async def similar(item_id: str) -> Response:
     _known_params(args.keys(), SIMILAR_PARAMS)
     validation.identifier(item_id, "item_id")
     limit = validation.limit(args.get("limit"))
-    recs = await _recommender().similar(item_id, limit=limit)
+    recs = await recommender().similar(item_id, limit=limit)
     if recs is None:
         raise Problem(404, f"no item {item_id!r}", slug="unknown-item")
     return await _serve("similar", None, recs)

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from reco.api.problems import Problem
+from reco.engine.recommender import RecommendationList, Recommender
+from reco.errors import DatabaseUnavailable
 from reco.impressions.model import Impression
 from reco.settings import Settings
 from tests.support.api import (
@@ -42,6 +44,13 @@ class FullSink:
 
     async def submit(self, impression: Impression) -> None:
         raise Problem(503, "the impression buffer is full", slug="overloaded")
+
+
+class DownRecommender(Recommender):
+    """An engine whose database is unreachable."""
+
+    async def for_user(self, user_id: str, **kwargs: object) -> RecommendationList:
+        raise DatabaseUnavailable("no pool connection within 2 s")
 
 
 @pytest.fixture
@@ -158,3 +167,15 @@ class TestImpressions:
         """A 503 from the sink (sync mode, no room) reaches the client as a problem."""
         api.service.state.impressions = FullSink()
         assert_problem(await api.client.get("/v1/users/u/recommendations"), 503)
+
+
+class TestUnavailable:
+    async def test_transient_database_fault_is_503(self, api: Api) -> None:
+        """A database outage answers 503 with Retry-After, not 500."""
+        assert api.service.state.database is not None
+        api.service.state.recommender = DownRecommender(
+            api.service.state.database, api.service.state.settings
+        )
+        response = await api.client.get("/v1/users/u/recommendations")
+        assert_problem(response, 503)
+        assert response.headers["retry-after"] == "1"
