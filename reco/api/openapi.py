@@ -340,7 +340,8 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "reco", "version": __version__,
                  "description": "Recommendations from a catalogue and watch history. "
-                                "Every error answers application/problem+json (RFC 9457)."},
+                                "Every error answers application/problem+json (RFC 9457); unknown "
+                                "query parameters are a 400. Write endpoints need a bearer token."},
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "paths": _paths(),
         "components": {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterable
 
 from quart import Blueprint, Response, request
 
@@ -38,18 +37,11 @@ SIMILAR_PARAMS = frozenset({"limit"})
 POPULAR_PARAMS = frozenset({"limit", "genre"})
 
 
-def _known_params(names: Iterable[str], allowed: frozenset[str]) -> None:
-    unknown = sorted(set(names) - allowed)
-    if unknown:
-        raise Problem(400, f"unknown query parameter(s): {', '.join(unknown)}; "
-                           f"allowed: {', '.join(sorted(allowed))}")  # fmt: skip
-
-
 @blueprint.get("/v1/items/popular")
 async def popular() -> Response:
     """The most popular active items, optionally within genres."""
     args = request.args
-    _known_params(args.keys(), POPULAR_PARAMS)
+    validation.known_params(args.keys(), POPULAR_PARAMS)
     limit = validation.limit(args.get("limit"))
     genres = validation.filter_values(args.getlist("genre"), "genre")
     recs = await recommender().popular(limit=limit, genres=genres)
@@ -60,7 +52,7 @@ async def popular() -> Response:
 async def user_recommendations(user_id: str) -> Response:
     """Personal recommendations; popular items for a user without history."""
     args = request.args
-    _known_params(args.keys(), USER_PARAMS)
+    validation.known_params(args.keys(), USER_PARAMS)
     validation.identifier(user_id, "user_id")
     limit = validation.limit(args.get("limit"))
     genres = validation.filter_values(args.getlist("genre"), "genre")
@@ -73,7 +65,7 @@ async def user_recommendations(user_id: str) -> Response:
 async def similar(item_id: str) -> Response:
     """Items watched together with ``item_id``; 404 for an unknown item."""
     args = request.args
-    _known_params(args.keys(), SIMILAR_PARAMS)
+    validation.known_params(args.keys(), SIMILAR_PARAMS)
     validation.identifier(item_id, "item_id")
     limit = validation.limit(args.get("limit"))
     recs = await recommender().similar(item_id, limit=limit)

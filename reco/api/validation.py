@@ -59,6 +59,14 @@ def limit(raw: str | None, *, default: int = DEFAULT_LIMIT, maximum: int = MAX_L
     return value
 
 
+def known_params(names: Iterable[str], allowed: frozenset[str]) -> None:
+    """Reject query parameters the endpoint does not know (a typo must not pass silently)."""
+    unknown = sorted(set(names) - allowed)
+    if unknown:
+        raise Problem(400, f"unknown query parameter(s): {', '.join(unknown)}; "
+                           f"allowed: {', '.join(sorted(allowed))}")  # fmt: skip
+
+
 def filter_values(values: Sequence[str], name: str) -> tuple[str, ...]:
     """A repeatable query parameter (``genre=a&genre=b``): each value 1..128 characters."""
     if len(values) > MAX_FILTER_VALUES:

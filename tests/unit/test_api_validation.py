@@ -42,6 +42,12 @@ class TestIdentifiersAndFilters:
         assert problem_of(validation.identifier, "x" * 129, "user_id").status == 400
         assert problem_of(validation.identifier, "", "user_id").status == 400
 
+    def test_unknown_params_named(self) -> None:
+        """Unknown query parameters are named; known ones pass."""
+        validation.known_params(["limit"], frozenset({"limit", "genre"}))
+        problem = problem_of(validation.known_params, ["limt", "x"], frozenset({"limit"}))
+        assert "limt, x" in problem.detail
+
     def test_filter_values_deduplicated_in_order(self) -> None:
         """Repeated filter values are kept once, first occurrence first."""
         assert validation.filter_values(["b", "a", "b"], "genre") == ("b", "a")
