@@ -29,6 +29,9 @@ class StubRecommender(Recommender):
         ),
     )
 
+    def __init__(self) -> None:
+        """No database, no settings: whatever the real engine's constructor needs."""
+
     async def for_user(
         self, user_id: str, *, limit: int, genres: Sequence[str] = (),
         exclude: frozenset[str] = frozenset(),
@@ -40,8 +43,7 @@ def main() -> int:
     settings = load_settings()
     configure_logging(settings.log_level)
     supervisor, app_state, _ = service.build(settings)
-    assert app_state.database is not None
-    app_state.recommender = StubRecommender(app_state.database, settings)
+    app_state.recommender = StubRecommender()
     return anyio.run(supervisor.run, backend="asyncio")
 
 
