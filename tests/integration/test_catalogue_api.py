@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import asyncpg
 import attrs
 import pytest
 
+from reco.db.pool import Database
+from reco.errors import DatabaseUnavailable
 from reco.settings import Settings
 from tests.support.api import Api, assert_problem, item, put_items, running_api
 
@@ -17,6 +21,15 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 async def api(settings: Settings) -> AsyncIterator[Api]:
     async with running_api(settings) as running:
         yield running
+
+
+class DownDatabase(Database):
+    """A pool that cannot hand out a connection."""
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        raise DatabaseUnavailable("no pool connection within 2 s")
+        yield  # an async generator, for asynccontextmanager
 
 
 WRITES = [
@@ -172,3 +185,15 @@ class TestReadAndDelete:
     async def test_delete_unknown_is_404(self, api: Api) -> None:
         """DELETE of an unknown item is a 404 problem."""
         assert_problem(await api.client.delete("/v1/items/nope", headers=api.auth), 404)
+
+
+class TestUnavailable:
+    async def test_database_outage_is_503(self, api: Api) -> None:
+        """Reads and writes answer 503 with Retry-After while the database is unreachable."""
+        state = api.service.state
+        state.database = DownDatabase(state.settings, state.readiness)
+        read = await api.client.get("/v1/items/a")
+        write = await api.client.put("/v1/items/a", json={"title": "A"}, headers=api.auth)
+        for response in (read, write):
+            assert_problem(response, 503)
+            assert response.headers["retry-after"] == "1"
