@@ -172,7 +172,12 @@ def _ops_schemas() -> dict[str, Schema]:
         "EventBatch": _object(
             {"events": {"type": "array", "items": ref("WatchEvent"), "minItems": 1}}, ["events"]
         ),
-        "Accepted": _object({"accepted": {"type": "integer", "minimum": 0}}, ["accepted"]),
+        "Accepted": _object(
+            {"accepted": {"type": "integer", "minimum": 0}},
+            ["accepted"],
+            additionalProperties=True,
+            description="May carry further counters.",
+        ),
     }
 
 
