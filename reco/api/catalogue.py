@@ -48,8 +48,8 @@ def item_json(stored: queries.StoredItem) -> dict[str, Any]:
 @require_token()
 async def put_item(item_id: str) -> Response:
     """Create or replace one item: 201 when new, 200 when replaced; the stored item."""
-    item = validation.item_body(validation.json_body(await request.get_data()),
-                                path_item_id(item_id))  # fmt: skip
+    item_id = path_item_id(item_id)
+    item = validation.item_body(validation.json_body(await request.get_data()), item_id)
     async with database().connection() as conn:
         stored, created = await queries.upsert_item(conn, item)
     return _json(item_json(stored), 201 if created else 200)
