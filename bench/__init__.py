@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that print figures (``python -m bench <name>``); never tests."""
+"""Benchmarks: scripts that print figures (``python -m bench NAME``); never tests."""

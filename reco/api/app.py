@@ -41,8 +41,12 @@ def create_app(app_state: AppState) -> Quart:
 
 def _register_blueprints(app: Quart) -> None:
     """The feature blueprints; each lives in its own module under reco/api/."""
-    from reco.api import events  # local: each feature adds its own line
+    from reco.api import catalogue, events, openapi, recommendations
 
+    # recommendations first: its GET /v1/items/popular must win over /v1/items/<item_id>.
+    app.register_blueprint(recommendations.blueprint)
+    app.register_blueprint(catalogue.blueprint)
+    app.register_blueprint(openapi.blueprint)
     app.register_blueprint(events.blueprint)
 
 

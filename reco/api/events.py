@@ -2,7 +2,7 @@
 
 The body ``{"events": [...]}`` (at most ``MAX_EVENTS``) is validated as a
 whole with :func:`reco.events.parse_watch_event`: one bad event and nothing is
-stored (422 listing the first ``MAX_PROBLEMS`` problems with their index).
+stored (422 listing the first ``MAX_PROBLEMS`` problems as ``errors``: JSON pointer and detail).
 Valid events go to the outbox in one transaction (topic
 ``watch_events_topic``, key = user id, header ``event_id``); the relay
 publishes them and the consumer stores them like any Kafka producer's.
@@ -53,16 +53,18 @@ def validate_batch(body: Any) -> list[WatchEvent]:
             slug="too-many-events", max_events=MAX_EVENTS,
         )  # fmt: skip
     events: list[WatchEvent] = []
-    problems: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
     for index, item in enumerate(items):
         try:
             events.append(parse_watch_event(item))
         except InvalidMessage as exc:
-            problems.append({"index": index, "reason": exc.reason})
-    if problems:
+            errors.append({"pointer": f"/events/{index}", "detail": exc.reason})
+    if errors:
+        first = f"{errors[0]['pointer']}: {errors[0]['detail']}"
         raise Problem(
-            422, f"{len(problems)} of {len(items)} events are invalid; nothing was stored",
-            slug="invalid-events", problems=problems[:MAX_PROBLEMS], invalid_count=len(problems),
+            422, f"{len(errors)} of {len(items)} events are invalid, nothing was stored; "
+            f"first: {first}",
+            slug="invalid-events", errors=errors[:MAX_PROBLEMS], invalid_count=len(errors),
         )  # fmt: skip
     return events
 

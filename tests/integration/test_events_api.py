@@ -57,7 +57,7 @@ class TestIngest:
             response = await c.post("/v1/events", json=body, headers=auth(settings))
         assert response.status_code == 422
         assert response.headers["content-type"] == "application/problem+json"
-        assert [p["index"] for p in response.json()["problems"]] == [1]
+        assert [p["pointer"] for p in response.json()["errors"]] == ["/events/1"]
         assert await outbox_event_ids(settings) == []
 
     async def test_malformed_and_oversized_bodies(self, settings: Settings) -> None:

@@ -1,0 +1,60 @@
+"""What the catalogue and read handlers need from the process, and how its outages answer.
+
+A handler that finds the database or the engine missing, or hits a transient
+database fault (pool exhausted, connection lost, statement timeout), answers
+503 with ``Retry-After`` rather than a 500: the client did nothing wrong and
+may simply retry. The handlers are registered per blueprint
+(:func:`register_unavailable`), so other blueprints keep the app's defaults.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import asyncpg.exceptions as pgx
+from quart import Blueprint, Response
+
+from reco.api.problems import Problem, problem_response
+from reco.api.state import state
+from reco.db.pool import Database
+from reco.engine.recommender import Recommender
+from reco.errors import TransientError
+from reco.observability.logs import get_logger
+
+log = get_logger("reco.api")
+
+RETRY_AFTER_SECONDS = "1"
+# The classes reco.db.classify counts as "unavailable" (OSError narrowed to its
+# connection and timeout subclasses, so that a bug elsewhere stays a 500).
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    TransientError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    pgx.QueryCanceledError, pgx.LockNotAvailableError, pgx.OperatorInterventionError,
+    pgx.InsufficientResourcesError, ConnectionError, TimeoutError,
+)  # fmt: skip
+
+
+def unavailable(detail: str) -> Problem:
+    return Problem(503, detail, slug="unavailable", headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def database() -> Database:
+    handle = state().database
+    if handle is None:
+        raise unavailable("the database is not configured")
+    return handle
+
+
+def recommender() -> Recommender:
+    handle = state().recommender
+    if handle is None:
+        raise unavailable("the recommender is not configured")
+    return handle
+
+
+async def _on_unavailable(exc: Exception) -> Response:
+    log.warning("dependency unavailable", error=repr(exc))
+    return problem_response(unavailable("the database is unavailable; retry shortly"))
+
+
+def register_unavailable(blueprint: Blueprint) -> None:
+    for exc_class in UNAVAILABLE:
+        blueprint.register_error_handler(exc_class, _on_unavailable)
