@@ -1,0 +1,135 @@
+"""What one batch of new watch events adds to the aggregates: pure functions, no I/O.
+
+apply_events (reco/engine/ingest.py) reads the little state these need, calls
+them, and writes one upsert row per distinct key, sorted, so that concurrent
+consumers lock rows in the same order (no deadlocks) and every increment is
+additive (``x = x + EXCLUDED.x`` under the row lock: no lost updates).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+from reco.events import WatchEvent
+
+# A first watch pairs with the user's last WINDOW distinct items; the pair
+# weight is DECAY ** distance (0 = the item watched just before). Bounded so a
+# batch of 1000 events writes at most 2 * WINDOW * 1000 pair rows.
+COOCCURRENCE_WINDOW = 10
+COOCCURRENCE_DECAY = 0.95
+# Time-decayed ("trending") popularity: each watch adds exp((t - EPOCH) / TAU).
+TRENDING_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+TRENDING_TAU_SECONDS = 14 * 24 * 3600.0
+
+
+@attrs.frozen
+class HistoryRow:
+    user_id: str
+    item_id: str
+    first_at: dt.datetime
+    last_at: dt.datetime
+    count: int
+
+
+@attrs.frozen
+class PopularityRow:
+    item_id: str
+    watch_count: int
+    user_count: int
+    log_score: float
+    last_at: dt.datetime
+
+
+def trending_exponent(at: dt.datetime) -> float:
+    """The log of one watch's contribution to the trending score."""
+    return (at - TRENDING_EPOCH).total_seconds() / TRENDING_TAU_SECONDS
+
+
+def log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) without overflow (the SQL upsert does the same)."""
+    high, low = max(a, b), min(a, b)
+    return high + math.log1p(math.exp(low - high))
+
+
+def history_rows(events: Sequence[WatchEvent]) -> list[HistoryRow]:
+    """One row per (user, item), sorted by key."""
+    rows: dict[tuple[str, str], HistoryRow] = {}
+    for e in events:
+        key = (e.user_id, e.item_id)
+        old = rows.get(key)
+        if old is None:
+            rows[key] = HistoryRow(e.user_id, e.item_id, e.occurred_at, e.occurred_at, 1)
+        else:
+            rows[key] = HistoryRow(
+                e.user_id, e.item_id, min(old.first_at, e.occurred_at),
+                max(old.last_at, e.occurred_at), old.count + 1,
+            )  # fmt: skip
+    return [rows[k] for k in sorted(rows)]
+
+
+def popularity_rows(
+    events: Sequence[WatchEvent], new_pairs: frozenset[tuple[str, str]]
+) -> list[PopularityRow]:
+    """One row per item, sorted; user_count counts first watches ever (``new_pairs``)."""
+    rows: dict[str, PopularityRow] = {}
+    firsts: set[tuple[str, str]] = set()
+    for e in events:
+        key = (e.user_id, e.item_id)
+        first = key in new_pairs and key not in firsts
+        firsts.add(key)
+        exponent = trending_exponent(e.occurred_at)
+        old = rows.get(e.item_id)
+        if old is None:
+            rows[e.item_id] = PopularityRow(e.item_id, 1, int(first), exponent, e.occurred_at)
+        else:
+            rows[e.item_id] = PopularityRow(
+                e.item_id, old.watch_count + 1, old.user_count + int(first),
+                log_add(old.log_score, exponent), max(old.last_at, e.occurred_at),
+            )  # fmt: skip
+    return [rows[k] for k in sorted(rows)]
+
+
+def cooccurrence_pairs(
+    events: Sequence[WatchEvent],
+    windows: Mapping[str, Sequence[str]],
+    new_pairs: frozenset[tuple[str, str]],
+    *,
+    window: int = COOCCURRENCE_WINDOW,
+    decay: float = COOCCURRENCE_DECAY,
+) -> list[tuple[str, str, float]]:
+    """Pair weights to add, both directions, one per (item, other), sorted.
+
+    ``windows[user]`` is the user's distinct items before this batch, most
+    recent first; ``events`` are in time order. Only a user's first watch of
+    an item pairs (a re-watch only refreshes its place in the window), so a
+    pair's weight approximates "users who watched both, close together".
+    """
+    weights: dict[tuple[str, str], float] = {}
+    recent = {user: list(items[:window]) for user, items in windows.items()}
+    paired: set[tuple[str, str]] = set()
+    for e in events:
+        items = recent.setdefault(e.user_id, [])
+        key = (e.user_id, e.item_id)
+        if key in new_pairs and key not in paired:
+            paired.add(key)
+            _add_pairs(weights, e.item_id, items, decay)
+        if e.item_id in items:
+            items.remove(e.item_id)
+        items.insert(0, e.item_id)
+        del items[window:]
+    return [(a, b, weights[(a, b)]) for a, b in sorted(weights)]
+
+
+def _add_pairs(
+    weights: dict[tuple[str, str], float], item: str, recent: Iterable[str], decay: float
+) -> None:
+    for distance, other in enumerate(recent):
+        if other == item:
+            continue
+        w = decay**distance
+        weights[(item, other)] = weights.get((item, other), 0.0) + w
+        weights[(other, item)] = weights.get((other, item), 0.0) + w

@@ -1,0 +1,106 @@
+"""The engine's read queries: plain async functions, connection first.
+
+Each returns scoring values (reco/engine/scoring.py), never asyncpg records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from reco.engine.scoring import ItemInfo, Neighbour
+
+_ITEM_COLUMNS = "i.item_id, i.title, i.genres, p.user_count, p.log_score"
+
+_HISTORY = """
+SELECT item_id FROM user_history WHERE user_id = $1
+ORDER BY last_watched_at DESC, item_id
+"""
+
+# The top-K neighbours of each seed by raw weight (an index range scan each),
+# joined with what scoring needs; inactive items drop out here.
+_NEIGHBOURS = f"""
+SELECT s.seed, n.weight, ps.user_count AS seed_users, {_ITEM_COLUMNS}
+FROM unnest($1::text[]) AS s(seed)
+CROSS JOIN LATERAL (
+    SELECT other_item_id, weight FROM item_cooccurrence c
+    WHERE c.item_id = s.seed ORDER BY weight DESC, other_item_id LIMIT $2
+) AS n
+JOIN items i ON i.item_id = n.other_item_id AND i.active
+JOIN item_popularity p ON p.item_id = n.other_item_id
+LEFT JOIN item_popularity ps ON ps.item_id = s.seed
+"""
+
+_TRENDING = f"""
+SELECT {_ITEM_COLUMNS}
+FROM item_popularity p JOIN items i USING (item_id)
+WHERE i.active AND (cardinality($1::text[]) = 0 OR i.genres && $1::text[])
+  AND i.item_id <> ALL($2::text[])
+ORDER BY p.log_score DESC, i.item_id LIMIT $3
+"""
+
+# The last resort when trending lists run dry: any active item, watched or not.
+_CATALOGUE = """
+SELECT i.item_id, i.title, i.genres, coalesce(p.user_count, 0) AS user_count,
+       coalesce(p.log_score, '-infinity') AS log_score
+FROM items i LEFT JOIN item_popularity p USING (item_id)
+WHERE i.active AND (cardinality($1::text[]) = 0 OR i.genres && $1::text[])
+  AND i.item_id <> ALL($2::text[])
+ORDER BY p.log_score DESC NULLS LAST, i.item_id LIMIT $3
+"""
+
+_POPULAR = f"""
+SELECT {_ITEM_COLUMNS}
+FROM item_popularity p JOIN items i USING (item_id)
+WHERE i.active AND (cardinality($1::text[]) = 0 OR i.genres && $1::text[])
+ORDER BY p.user_count DESC, i.item_id LIMIT $2
+"""
+
+_ITEM_USERS = """
+SELECT i.item_id, coalesce(p.user_count, 0) AS users
+FROM items i LEFT JOIN item_popularity p USING (item_id) WHERE i.item_id = $1
+"""
+
+
+def _info(r: asyncpg.Record) -> ItemInfo:
+    return ItemInfo(r["item_id"], r["title"], frozenset(r["genres"]), int(r["user_count"]),
+                    float(r["log_score"]))  # fmt: skip
+
+
+async def history(conn: asyncpg.Connection, user_id: str) -> list[str]:
+    """Every item the user watched, most recent first (read fresh: read-after-write)."""
+    return [r["item_id"] for r in await conn.fetch(_HISTORY, user_id)]
+
+
+async def neighbours(
+    conn: asyncpg.Connection, seeds: Sequence[str], per_seed: int
+) -> tuple[list[Neighbour], dict[str, int]]:
+    """Active neighbours of ``seeds`` and the seeds' user counts."""
+    rows = await conn.fetch(_NEIGHBOURS, list(seeds), per_seed)
+    seed_users = {r["seed"]: int(r["seed_users"] or 0) for r in rows}
+    return [Neighbour(r["seed"], _info(r), float(r["weight"])) for r in rows], seed_users
+
+
+async def trending(conn: asyncpg.Connection, *, genres: Sequence[str] = (),
+                   exclude: Sequence[str] = (), limit: int) -> list[ItemInfo]:  # fmt: skip
+    """Active items by time-decayed popularity, strongest first."""
+    return [_info(r) for r in await conn.fetch(_TRENDING, list(genres), list(exclude), limit)]
+
+
+async def catalogue(conn: asyncpg.Connection, *, genres: Sequence[str],
+                    exclude: Sequence[str], limit: int) -> list[ItemInfo]:  # fmt: skip
+    """Active items, watched ones first, for when every list ran dry."""
+    return [_info(r) for r in await conn.fetch(_CATALOGUE, list(genres), list(exclude), limit)]
+
+
+async def popular(conn: asyncpg.Connection, *, genres: Sequence[str],
+                  limit: int) -> list[ItemInfo]:  # fmt: skip
+    """Active items by the number of users who watched them."""
+    return [_info(r) for r in await conn.fetch(_POPULAR, list(genres), limit)]
+
+
+async def item_users(conn: asyncpg.Connection, item_id: str) -> int | None:
+    """How many users watched ``item_id``; None when the item is not in the catalogue."""
+    row = await conn.fetchrow(_ITEM_USERS, item_id)
+    return None if row is None else int(row["users"])

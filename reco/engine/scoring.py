@@ -1,0 +1,178 @@
+"""Scoring: turn a user's history and the aggregates into a ranked, explained list.
+
+Pure functions over values (no I/O, no clock), so the same state always gives
+the same list. The model (docs/design.md, "Engine"):
+
+- seeds are the user's SEEDS most recent distinct items; seed k (0 = latest)
+  weighs RECENCY ** k;
+- a candidate j scores sum_k RECENCY**k * w(s_k, j) / sqrt(n(s_k) * n(j)), where
+  w is the proximity-weighted co-occurrence and n the number of users who
+  watched the item (a cosine-like normalisation that stops blockbusters from
+  being everyone's neighbour);
+- personal scores are scaled to [0, 1] and blended with trending popularity,
+  weighted BLEND * PRIOR / (PRIOR + history length): strong for sparse users,
+  a tie-breaker for heavy ones;
+- the reason is the seed that contributed most, or "trending" when the
+  popularity part outweighs the personal one;
+- whatever is left is filled from the trending list, so a list is short only
+  when the catalogue runs out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+SEEDS = 10
+RECENCY = 0.8
+NEIGHBOURS = 100  # top-K neighbours read per seed (by raw co-occurrence weight)
+BLEND = 0.5
+PRIOR = 5.0
+
+
+@attrs.frozen
+class Reason:
+    type: str  # "because_you_watched" | "popular" | "trending"
+    item_id: str | None = None
+
+
+@attrs.frozen
+class ScoredItem:
+    item_id: str
+    title: str
+    score: float
+    reason: Reason
+
+
+@attrs.frozen
+class RecommendationList:
+    algorithm: str
+    items: tuple[ScoredItem, ...]
+
+
+@attrs.frozen
+class ItemInfo:
+    """What scoring needs to know about a recommendable item."""
+
+    item_id: str
+    title: str
+    genres: frozenset[str]
+    users: int  # distinct users who watched it
+    log_score: float  # time-decayed popularity, log space
+
+
+@attrs.frozen
+class Neighbour:
+    seed: str
+    item: ItemInfo
+    weight: float  # raw co-occurrence weight of (seed, item)
+
+
+@attrs.frozen
+class Request:
+    limit: int
+    genres: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+
+
+def seeds_of(history: Sequence[str]) -> list[str]:
+    """The most recent distinct items of a history given most recent first."""
+    return list(dict.fromkeys(history))[:SEEDS]
+
+
+def allowed(item: ItemInfo, request: Request, seen: frozenset[str]) -> bool:
+    """Unseen, not excluded, and in one of the requested genres (if any)."""
+    if item.item_id in seen or item.item_id in request.exclude:
+        return False
+    return not request.genres or bool(item.genres & request.genres)
+
+
+def personal_scores(
+    history: Sequence[str], neighbours: Iterable[Neighbour], seed_users: Mapping[str, int]
+) -> dict[str, tuple[float, str]]:
+    """Candidate -> (score, the seed that contributed most), before filtering."""
+    rank = {seed: k for k, seed in enumerate(seeds_of(history))}
+    scores: dict[str, float] = {}
+    best: dict[str, tuple[float, str]] = {}
+    for n in neighbours:
+        k = rank.get(n.seed)
+        if k is None:
+            continue
+        norm = math.sqrt(max(seed_users.get(n.seed, 1), 1) * max(n.item.users, 1))
+        part = RECENCY**k * n.weight / norm
+        scores[n.item.item_id] = scores.get(n.item.item_id, 0.0) + part
+        top = best.get(n.item.item_id)
+        if top is None or (part, top[1]) > (top[0], n.seed):
+            best[n.item.item_id] = (part, n.seed)
+    return {item: (score, best[item][1]) for item, score in scores.items()}
+
+
+def recommend(
+    history: Sequence[str],
+    neighbours: Sequence[Neighbour],
+    seed_users: Mapping[str, int],
+    trending: Sequence[ItemInfo],
+    request: Request,
+) -> list[ScoredItem]:
+    """The ranked list for a user: personal candidates blended with trending, then fill.
+
+    ``history`` is every item the user watched, most recent first; ``trending``
+    is the trending list (active items only), strongest first.
+    """
+    seen = frozenset(history)
+    items = {n.item.item_id: n.item for n in neighbours if allowed(n.item, request, seen)}
+    personal = personal_scores(history, (n for n in neighbours if n.item.item_id in items),
+                               seed_users)  # fmt: skip
+    top_personal = max((s for s, _ in personal.values()), default=0.0) or 1.0
+    top_trend = max((i.log_score for i in trending), default=0.0)
+    weight = BLEND * PRIOR / (PRIOR + len(seen))
+    ranked = []
+    for item_id, (score, seed) in personal.items():
+        p = score / top_personal
+        t = weight * _trend(items[item_id].log_score, top_trend)
+        reason = Reason("because_you_watched", seed) if p >= t else Reason("trending")
+        ranked.append(ScoredItem(item_id, items[item_id].title, p + t, reason))
+    ranked.sort(key=lambda s: (-s.score, s.item_id))
+    return fill(ranked[: request.limit], trending, request, seen, weight, top_trend)
+
+
+def fill(
+    chosen: list[ScoredItem],
+    trending: Sequence[ItemInfo],
+    request: Request,
+    seen: frozenset[str],
+    weight: float = 1.0,
+    top_trend: float = 0.0,
+) -> list[ScoredItem]:
+    """Append trending items (allowed, not chosen yet) until ``limit``."""
+    taken = {s.item_id for s in chosen}
+    for item in trending:
+        if len(chosen) >= request.limit:
+            break
+        if item.item_id not in taken and allowed(item, request, seen):
+            taken.add(item.item_id)
+            score = weight * _trend(item.log_score, top_trend)
+            if chosen:  # keep scores non-increasing down the list
+                score = min(score, chosen[-1].score)
+            chosen.append(ScoredItem(item.item_id, item.title, score, Reason("trending")))
+    return chosen
+
+
+def similar(item_id: str, neighbours: Sequence[Neighbour], item_users: int,
+            limit: int) -> list[ScoredItem]:  # fmt: skip
+    """Neighbours of one item by normalised co-occurrence, strongest first."""
+    scored = [
+        ScoredItem(n.item.item_id, n.item.title,
+                   n.weight / math.sqrt(max(item_users, 1) * max(n.item.users, 1)),
+                   Reason("because_you_watched", item_id))
+        for n in neighbours if n.item.item_id != item_id
+    ]  # fmt: skip
+    scored.sort(key=lambda s: (-s.score, s.item_id))
+    return scored[:limit]
+
+
+def _trend(log_score: float, top: float) -> float:
+    """Trending popularity relative to the top item, in (0, 1]."""
+    return math.exp(min(log_score - top, 0.0))
