@@ -1,0 +1,164 @@
+"""``reco evaluate PATH [--url URL]``: replay a ratings file into the service and score it.
+
+Without ``--url`` it starts an embedded PostgreSQL and the whole service
+in-process (HTTP on a free loopback port). With ``--url`` it asks that
+service over HTTP and writes the catalogue and events to the database at
+``RECO_DATABASE_URL`` (the one that service reads). Events are written
+through the consumer's code path (``watch_events`` + ``apply_events``, one
+transaction per batch of 1000), not produced to Kafka. Baselines are
+computed on the same split in the same run.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import attrs
+
+from reco.db.pool import connect
+from reco.engine.recommender import Recommender
+from reco.evaluation import baselines, data, metrics
+from reco.evaluation.replay import Asker, ask_all, load_items, replay
+from reco.settings import Settings
+
+K = 10
+EXIT_USAGE = 2
+
+
+@attrs.frozen
+class Dataset:
+    path: Path
+    items: list[data.Item]
+    split: data.Split
+    items_note: str
+
+
+def run(settings: Settings, path: Path, url: str | None) -> int:
+    """Evaluate; print the table to stdout (progress to stderr); return the exit status."""
+    try:
+        dataset = _load(path)
+    except (OSError, ValueError) as exc:
+        print(f"reco evaluate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if url is not None and not settings.database_url:
+        print("reco evaluate: --url needs RECO_DATABASE_URL (the database that service reads)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    users = sorted(dataset.split.test)
+    print(_describe(dataset), flush=True)
+    found = baselines.run_all(dataset.split.train, sorted(dataset.split.train))
+    if url is not None:
+        lists, via = anyio.run(_against_url, settings, url, dataset, users, backend="asyncio")
+    else:
+        lists, via = _embedded(settings, dataset, users)
+    print(_table(dataset, lists, via, found))
+    return 0
+
+
+def _load(path: Path) -> Dataset:
+    ratings = data.read_ratings(path)
+    if not ratings:
+        raise ValueError(f"{path}: no ratings")
+    items_file = data.items_path(path)
+    items = data.read_items(items_file) if items_file.exists() else []
+    note = f"items from {items_file.name}" if items else "no items file: titles are item ids"
+    return Dataset(path, data.catalogue(ratings, items), data.split(ratings), note)
+
+
+def _describe(dataset: Dataset) -> str:
+    replayed = sum(len(rows) for rows in dataset.split.train.values())
+    held = sum(len(rows) for rows in dataset.split.test.values())
+    return (f"reco evaluate {dataset.path.name}: {len(dataset.split.train)} users, "
+            f"{len(dataset.items)} items ({dataset.items_note}); replaying {replayed} "
+            f"interactions, holding out {held} (each user's most recent "
+            f"{data.HOLDOUT:.0%}), k={K}")  # fmt: skip
+
+
+def _embedded(settings: Settings, dataset: Dataset,
+              users: list[str]) -> tuple[dict[str, list[str]], str]:  # fmt: skip
+    from reco.devstack.stack import DEV_DATABASE, embedded_stack
+
+    with embedded_stack(durable=False, broker=False) as (postgres, _):
+        settings = attrs.evolve(
+            settings, database_url=postgres.url(DEV_DATABASE), http_bind="127.0.0.1:0",
+            migrate_on_start=True, consumer_enabled=False, relay_enabled=False,
+        )  # fmt: skip
+        return anyio.run(_in_process, settings, dataset, users, backend="asyncio")
+
+
+async def _in_process(settings: Settings, dataset: Dataset,
+                      users: list[str]) -> tuple[dict[str, list[str]], str]:  # fmt: skip
+    async with _service(settings) as (base_url, recommender):
+        await _write(settings, dataset)
+        asker = Asker(base_url, None)
+        try:
+            if not await asker.has_endpoint():
+                asker = Asker(None, recommender)
+            return await ask_all(asker, users, K), asker.via
+        finally:
+            asker.close()
+
+
+async def _against_url(settings: Settings, url: str, dataset: Dataset,
+                       users: list[str]) -> tuple[dict[str, list[str]], str]:  # fmt: skip
+    await _write(settings, dataset)
+    asker = Asker(url, None)
+    try:
+        return await ask_all(asker, users, K), asker.via
+    finally:
+        asker.close()
+
+
+async def _write(settings: Settings, dataset: Dataset) -> None:
+    conn = await connect(settings, "reco-evaluate")
+    try:
+        await load_items(conn, dataset.items)
+        await replay(conn, data.replay_order(dataset.split.train))
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(settings.shutdown_timeout):
+            await conn.close()
+
+
+@asynccontextmanager
+async def _service(settings: Settings) -> AsyncIterator[tuple[str, Recommender]]:
+    """The service's database and HTTP components in-process; yields its URL and Recommender.
+
+    Started the way the supervisor starts them (``tg.start``: each is ready
+    when started), stopped in reverse with ``stop_nowait``.
+    """
+    from reco import service
+
+    _, state, http = service.build(settings, handle_signals=False)
+    assert state.database is not None
+    assert state.recommender is not None
+    async with anyio.create_task_group() as tg:
+        with anyio.fail_after(settings.startup_timeout):
+            await tg.start(state.database.run)
+            await tg.start(http.run)
+        try:
+            yield f"http://127.0.0.1:{http.port}", state.recommender
+        finally:
+            http.stop_nowait()
+            state.database.stop_nowait()
+
+
+def _table(dataset: Dataset, lists: dict[str, list[str]], via: str,
+           found: list[baselines.Baseline]) -> str:  # fmt: skip
+    size = len(dataset.items)
+    lines = [f"{'model':<40} {'Recall@10':>9} {'NDCG@10':>8} {'coverage':>17}"]
+    rows: list[tuple[str, dict[str, list[str]] | None, str]] = [
+        (f"reco service (via {via})", lists, "")
+    ]
+    rows += [(b.name, b.lists, b.error) for b in found]
+    for name, got, error in rows:
+        if got is None:
+            lines.append(f"{name:<40} {error}")
+            continue
+        s = metrics.evaluate(got, dataset.split.test, size, K)
+        lines.append(f"{name:<40} {s.recall:>9.4f} {s.ndcg:>8.4f} "
+                     f"{s.coverage:>7.3f} ({s.covered:>4} items)")  # fmt: skip
+    return "\n".join(lines)
