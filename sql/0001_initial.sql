@@ -63,17 +63,22 @@ CREATE INDEX item_popularity_score_idx ON item_popularity (log_score DESC);
 -- popular lists: ORDER BY user_count DESC
 CREATE INDEX item_popularity_count_idx ON item_popularity (user_count DESC, item_id);
 
--- Item-to-item co-occurrence from each user's recent history, stored in both
--- directions: a first watch of b pairs with the user's last N distinct items,
--- weight decay^distance (closer in the sequence counts more).
+-- Item-to-item co-occurrence from each user's recent history: a first watch
+-- of b pairs with the user's last N distinct items, weight decay^distance
+-- (closer in the sequence counts more). Symmetric, so stored once per
+-- unordered pair, ordered by Python's string order (apply_events sorts): half
+-- the rows to write. No CHECK: the database's collation may order differently.
 CREATE TABLE item_cooccurrence (
     item_id        text NOT NULL,
     other_item_id  text NOT NULL,
     weight         double precision NOT NULL,
     PRIMARY KEY (item_id, other_item_id)
-);
--- the top-K neighbours of an item, strongest first (LATERAL ... LIMIT K)
-CREATE INDEX item_cooccurrence_top_idx ON item_cooccurrence (item_id, weight DESC, other_item_id);
+) WITH (fillfactor = 70);
+-- Neighbours of x: the primary-key range item_id = x plus this index's range
+-- other_item_id = x. Deliberately no index on weight: an increment then
+-- touches no index (a HOT update, hence the fillfactor), which keeps
+-- apply_events fast; the read side takes the top-K per item and caches it.
+CREATE INDEX item_cooccurrence_other_idx ON item_cooccurrence (other_item_id);
 
 -- -------------------------------------------------------------- impressions
 CREATE TABLE impressions (

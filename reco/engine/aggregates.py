@@ -18,7 +18,7 @@ from reco.events import WatchEvent
 
 # A first watch pairs with the user's last WINDOW distinct items; the pair
 # weight is DECAY ** distance (0 = the item watched just before). Bounded so a
-# batch of 1000 events writes at most 2 * WINDOW * 1000 pair rows.
+# batch of 1000 events writes at most WINDOW * 1000 pair rows.
 COOCCURRENCE_WINDOW = 10
 COOCCURRENCE_DECAY = 0.95
 # Time-decayed ("trending") popularity: each watch adds exp((t - EPOCH) / TAU).
@@ -101,7 +101,7 @@ def cooccurrence_pairs(
     window: int = COOCCURRENCE_WINDOW,
     decay: float = COOCCURRENCE_DECAY,
 ) -> list[tuple[str, str, float]]:
-    """Pair weights to add, both directions, one per (item, other), sorted.
+    """Pair weights to add, one per unordered pair stored as (lower, higher) id, sorted.
 
     ``windows[user]`` is the user's distinct items before this batch, most
     recent first; ``events`` are in time order. Only a user's first watch of
@@ -130,6 +130,5 @@ def _add_pairs(
     for distance, other in enumerate(recent):
         if other == item:
             continue
-        w = decay**distance
-        weights[(item, other)] = weights.get((item, other), 0.0) + w
-        weights[(other, item)] = weights.get((other, item), 0.0) + w
+        key = (item, other) if item < other else (other, item)
+        weights[key] = weights.get(key, 0.0) + decay**distance

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from reco.engine.scoring import ItemInfo, Neighbour
+from reco.engine.scoring import ItemInfo, Neighbour, normalise
 
 _ITEM_COLUMNS = "i.item_id, i.title, i.genres, p.user_count, p.log_score"
 
@@ -18,17 +18,22 @@ SELECT item_id FROM user_history WHERE user_id = $1
 ORDER BY last_watched_at DESC, item_id
 """
 
-# The top-K neighbours of each seed by raw weight (an index range scan each),
-# joined with what scoring needs; inactive items drop out here.
+# The top-K neighbours of each seed by raw weight (two index ranges each: the
+# pair is stored once), joined with what scoring needs; inactive items drop
+# out here. The caller caches the result per item (reco/engine/recommender.py).
 _NEIGHBOURS = f"""
 SELECT s.seed, n.weight, ps.user_count AS seed_users, {_ITEM_COLUMNS}
 FROM unnest($1::text[]) AS s(seed)
 CROSS JOIN LATERAL (
-    SELECT other_item_id, weight FROM item_cooccurrence c
-    WHERE c.item_id = s.seed ORDER BY weight DESC, other_item_id LIMIT $2
+    SELECT u.other, u.weight FROM (
+        SELECT other_item_id AS other, weight FROM item_cooccurrence WHERE item_id = s.seed
+        UNION ALL
+        SELECT item_id, weight FROM item_cooccurrence WHERE other_item_id = s.seed
+    ) AS u
+    ORDER BY u.weight DESC, u.other LIMIT $2
 ) AS n
-JOIN items i ON i.item_id = n.other_item_id AND i.active
-JOIN item_popularity p ON p.item_id = n.other_item_id
+JOIN items i ON i.item_id = n.other AND i.active
+JOIN item_popularity p ON p.item_id = n.other
 LEFT JOIN item_popularity ps ON ps.item_id = s.seed
 """
 
@@ -75,11 +80,15 @@ async def history(conn: asyncpg.Connection, user_id: str) -> list[str]:
 
 async def neighbours(
     conn: asyncpg.Connection, seeds: Sequence[str], per_seed: int
-) -> tuple[list[Neighbour], dict[str, int]]:
-    """Active neighbours of ``seeds`` and the seeds' user counts."""
+) -> dict[str, tuple[Neighbour, ...]]:
+    """Each seed's top ``per_seed`` active neighbours, normalised; () for a seed with none."""
     rows = await conn.fetch(_NEIGHBOURS, list(seeds), per_seed)
-    seed_users = {r["seed"]: int(r["seed_users"] or 0) for r in rows}
-    return [Neighbour(r["seed"], _info(r), float(r["weight"])) for r in rows], seed_users
+    raw: dict[str, list[tuple[ItemInfo, float]]] = {seed: [] for seed in seeds}
+    seed_users: dict[str, int] = {}
+    for r in rows:
+        raw[r["seed"]].append((_info(r), float(r["weight"])))
+        seed_users[r["seed"]] = int(r["seed_users"] or 0)
+    return {seed: normalise(seed_users.get(seed, 0), found) for seed, found in raw.items()}
 
 
 async def trending(conn: asyncpg.Connection, *, genres: Sequence[str] = (),

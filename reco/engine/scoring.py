@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -65,9 +66,8 @@ class ItemInfo:
 
 @attrs.frozen
 class Neighbour:
-    seed: str
     item: ItemInfo
-    weight: float  # raw co-occurrence weight of (seed, item)
+    weight: float  # co-occurrence normalised by sqrt(n(seed) * n(item))
 
 
 @attrs.frozen
@@ -89,51 +89,58 @@ def allowed(item: ItemInfo, request: Request, seen: frozenset[str]) -> bool:
     return not request.genres or bool(item.genres & request.genres)
 
 
+def normalise(seed_users: int, rows: Iterable[tuple[ItemInfo, float]]) -> tuple[Neighbour, ...]:
+    """One seed's neighbours with raw weights -> normalised, strongest first."""
+    found = [Neighbour(item, weight / math.sqrt(max(seed_users, 1) * max(item.users, 1)))
+             for item, weight in rows]  # fmt: skip
+    found.sort(key=lambda n: (-n.weight, n.item.item_id))
+    return tuple(found)
+
+
 def personal_scores(
-    history: Sequence[str], neighbours: Iterable[Neighbour], seed_users: Mapping[str, int]
-) -> dict[str, tuple[float, str]]:
-    """Candidate -> (score, the seed that contributed most), before filtering."""
-    rank = {seed: k for k, seed in enumerate(seeds_of(history))}
-    scores: dict[str, float] = {}
-    best: dict[str, tuple[float, str]] = {}
-    for n in neighbours:
-        k = rank.get(n.seed)
-        if k is None:
-            continue
-        norm = math.sqrt(max(seed_users.get(n.seed, 1), 1) * max(n.item.users, 1))
-        part = RECENCY**k * n.weight / norm
-        scores[n.item.item_id] = scores.get(n.item.item_id, 0.0) + part
-        top = best.get(n.item.item_id)
-        if top is None or (part, top[1]) > (top[0], n.seed):
-            best[n.item.item_id] = (part, n.seed)
-    return {item: (score, best[item][1]) for item, score in scores.items()}
+    history: Sequence[str], neighbours: Mapping[str, Sequence[Neighbour]],
+    request: Request, seen: frozenset[str],
+) -> dict[str, tuple[float, str, ItemInfo]]:  # fmt: skip
+    """Allowed candidate -> (score, the seed that contributed most, its info)."""
+    scores: dict[str, list[Any]] = {}
+    for k, seed in enumerate(seeds_of(history)):
+        recency = RECENCY**k
+        for n in neighbours.get(seed, ()):
+            part = recency * n.weight
+            entry = scores.get(n.item.item_id)
+            if entry is None:
+                if allowed(n.item, request, seen):
+                    scores[n.item.item_id] = [part, part, seed, n.item]
+            else:
+                entry[0] += part
+                if part > entry[1]:  # ties keep the more recent seed
+                    entry[1], entry[2] = part, seed
+    return {item: (e[0], e[2], e[3]) for item, e in scores.items()}
 
 
 def recommend(
     history: Sequence[str],
-    neighbours: Sequence[Neighbour],
-    seed_users: Mapping[str, int],
+    neighbours: Mapping[str, Sequence[Neighbour]],
     trending: Sequence[ItemInfo],
     request: Request,
 ) -> list[ScoredItem]:
     """The ranked list for a user: personal candidates blended with trending, then fill.
 
-    ``history`` is every item the user watched, most recent first; ``trending``
+    ``history`` is every item the user watched, most recent first;
+    ``neighbours`` maps (at least) its seeds to their neighbours; ``trending``
     is the trending list (active items only), strongest first.
     """
     seen = frozenset(history)
-    items = {n.item.item_id: n.item for n in neighbours if allowed(n.item, request, seen)}
-    personal = personal_scores(history, (n for n in neighbours if n.item.item_id in items),
-                               seed_users)  # fmt: skip
-    top_personal = max((s for s, _ in personal.values()), default=0.0) or 1.0
+    personal = personal_scores(history, neighbours, request, seen)
+    top_personal = max((s for s, _, _ in personal.values()), default=0.0) or 1.0
     top_trend = max((i.log_score for i in trending), default=0.0)
     weight = BLEND * PRIOR / (PRIOR + len(seen))
     ranked = []
-    for item_id, (score, seed) in personal.items():
+    for item_id, (score, seed, item) in personal.items():
         p = score / top_personal
-        t = weight * _trend(items[item_id].log_score, top_trend)
+        t = weight * _trend(item.log_score, top_trend)
         reason = Reason("because_you_watched", seed) if p >= t else Reason("trending")
-        ranked.append(ScoredItem(item_id, items[item_id].title, p + t, reason))
+        ranked.append(ScoredItem(item_id, item.title, p + t, reason))
     ranked.sort(key=lambda s: (-s.score, s.item_id))
     return fill(ranked[: request.limit], trending, request, seen, weight, top_trend)
 
@@ -160,17 +167,13 @@ def fill(
     return chosen
 
 
-def similar(item_id: str, neighbours: Sequence[Neighbour], item_users: int,
-            limit: int) -> list[ScoredItem]:  # fmt: skip
+def similar(item_id: str, neighbours: Sequence[Neighbour], limit: int) -> list[ScoredItem]:
     """Neighbours of one item by normalised co-occurrence, strongest first."""
-    scored = [
-        ScoredItem(n.item.item_id, n.item.title,
-                   n.weight / math.sqrt(max(item_users, 1) * max(n.item.users, 1)),
-                   Reason("because_you_watched", item_id))
-        for n in neighbours if n.item.item_id != item_id
-    ]  # fmt: skip
-    scored.sort(key=lambda s: (-s.score, s.item_id))
-    return scored[:limit]
+    reason = Reason("because_you_watched", item_id)
+    ranked = [ScoredItem(n.item.item_id, n.item.title, n.weight, reason)
+              for n in neighbours if n.item.item_id != item_id]  # fmt: skip
+    ranked.sort(key=lambda s: (-s.score, s.item_id))
+    return ranked[:limit]
 
 
 def _trend(log_score: float, top: float) -> float:

@@ -35,7 +35,7 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
 
-_ITEMS = """
+ITEMS_SQL = """
 INSERT INTO items (item_id, title, genres)
 SELECT i.item_id, i.title, ARRAY(SELECT jsonb_array_elements_text(i.genres))
 FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS i(item_id, title, genres)
@@ -68,7 +68,7 @@ async def load_items(conn: asyncpg.Connection, items: Sequence[Item]) -> None:
     progress = Progress("catalogue", len(items))
     for start in range(0, len(items), ITEM_BATCH):
         chunk = items[start : start + ITEM_BATCH]
-        await conn.execute(_ITEMS, [i.item_id for i in chunk], [i.title for i in chunk],
+        await conn.execute(ITEMS_SQL, [i.item_id for i in chunk], [i.title for i in chunk],
                            [json.dumps(list(i.genres)) for i in chunk])  # fmt: skip
         progress.advance(len(chunk))
     progress.close()
