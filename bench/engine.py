@@ -71,23 +71,37 @@ async def main(url: str, path: Path) -> None:
     ratings = data.read_ratings(path)
     split = data.split(ratings)
     items = data.catalogue(ratings, data.read_items(data.items_path(path)))
-    await conn.execute(ITEMS_SQL, [i.item_id for i in items], [i.title for i in items],
-                       [json.dumps(list(i.genres)) for i in items])
+    await conn.execute(
+        ITEMS_SQL,
+        [i.item_id for i in items],
+        [i.title for i in items],
+        [json.dumps(list(i.genres)) for i in items],
+    )
     events = [event_of(r) for r in data.replay_order(split.train)]
     timed = Timed(conn)
     batch_times = []
     for start in range(0, len(events), BATCH):
-        chunk = events[start:start + BATCH]
+        chunk = events[start : start + BATCH]
         async with conn.transaction():
             began = time.perf_counter()
             await ingest.apply_events(timed, chunk)  # type: ignore[arg-type]
             batch_times.append(time.perf_counter() - began)
     total = sum(batch_times)
-    print(f"apply_events: {len(events)} events in {len(batch_times)} batches of {BATCH}: "
-          f"{total:.2f} s, {len(events) / total:,.0f} events/s; per batch "
-          f"p50 {pct(batch_times, .5):.1f} ms p99 {pct(batch_times, .99):.1f} ms")
+    print(
+        f"apply_events: {len(events)} events in {len(batch_times)} batches of {BATCH}: "
+        f"{total:.2f} s, {len(events) / total:,.0f} events/s; per batch "
+        f"p50 {pct(batch_times, 0.5):.1f} ms p99 {pct(batch_times, 0.99):.1f} ms"
+    )
     for label, values in timed.times.items():
         print(f"  {sum(values) / len(values) * 1000:7.1f} ms mean  {label}")
+    stats = await conn.fetch(
+        "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+        " WHERE relname IN ('user_history', 'item_popularity', 'item_cooccurrence')"
+        " ORDER BY relname"
+    )
+    for r in stats:
+        print(f"  {r['relname']}: {r['n_tup_ins']} inserts, {r['n_tup_upd']} updates "
+              f"({r['n_tup_hot_upd']} HOT)")
     await read_side(conn, url, sorted(split.train))
     await conn.close()
 
@@ -105,9 +119,16 @@ async def read_side(conn: asyncpg.Connection, url: str, users: list[str]) -> Non
         t3 = time.perf_counter()
         scoring.recommend(history, found, trending, scoring.Request(10))
         t4 = time.perf_counter()
-        ceiling.append(t1 - t0); hist.append(t2 - t1); neigh.append(t3 - t2); score.append(t4 - t3)
-    for name, values in [("SELECT 1 (ceiling)", ceiling), ("history query", hist),
-                         ("neighbours (uncached)", neigh), ("scoring (Python)", score)]:
+        ceiling.append(t1 - t0)
+        hist.append(t2 - t1)
+        neigh.append(t3 - t2)
+        score.append(t4 - t3)
+    for name, values in [
+        ("SELECT 1 (ceiling)", ceiling),
+        ("history query", hist),
+        ("neighbours (uncached)", neigh),
+        ("scoring (Python)", score),
+    ]:
         report(name, values)
     await for_user(url, users)
 
@@ -131,8 +152,10 @@ async def for_user(url: str, users: list[str]) -> None:
 
 
 def report(name: str, values: list[float]) -> None:
-    print(f"  {name:<40} p50 {pct(values, .5):6.2f} ms  p99 {pct(values, .99):6.2f} ms  "
-          f"mean {statistics.fmean(values) * 1000:6.2f} ms")
+    print(
+        f"  {name:<40} p50 {pct(values, 0.5):6.2f} ms  p99 {pct(values, 0.99):6.2f} ms  "
+        f"mean {statistics.fmean(values) * 1000:6.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -56,12 +56,17 @@ CREATE TABLE item_popularity (
     watch_count  bigint NOT NULL DEFAULT 0,
     user_count   bigint NOT NULL DEFAULT 0,
     log_score    double precision NOT NULL,
-    last_at      timestamptz NOT NULL
+    last_at      timestamptz NOT NULL,
+    -- when this item's counts or neighbour list last changed (wall clock of
+    -- the writing transaction): read-side caches drop what changed since
+    changed_at   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 -- trending lists: ORDER BY log_score DESC
 CREATE INDEX item_popularity_score_idx ON item_popularity (log_score DESC);
 -- popular lists: ORDER BY user_count DESC
 CREATE INDEX item_popularity_count_idx ON item_popularity (user_count DESC, item_id);
+-- cache invalidation: changed_at > $1
+CREATE INDEX item_popularity_changed_idx ON item_popularity (changed_at);
 
 -- Item-to-item co-occurrence from each user's recent history: a first watch
 -- of b pairs with the user's last N distinct items, weight decay^distance

@@ -37,11 +37,14 @@ class HistoryRow:
 
 @attrs.frozen
 class PopularityRow:
+    """Increments for one item; an item only touched through a pair has zero counts and
+    None for log_score/last_at (its row is written only to mark it changed)."""
+
     item_id: str
     watch_count: int
     user_count: int
-    log_score: float
-    last_at: dt.datetime
+    log_score: float | None
+    last_at: dt.datetime | None
 
 
 def trending_exponent(at: dt.datetime) -> float:
@@ -72,10 +75,16 @@ def history_rows(events: Sequence[WatchEvent]) -> list[HistoryRow]:
 
 
 def popularity_rows(
-    events: Sequence[WatchEvent], new_pairs: frozenset[tuple[str, str]]
-) -> list[PopularityRow]:
-    """One row per item, sorted; user_count counts first watches ever (``new_pairs``)."""
-    rows: dict[str, PopularityRow] = {}
+    events: Sequence[WatchEvent], new_pairs: frozenset[tuple[str, str]],
+    touched: Iterable[str] = (),
+) -> list[PopularityRow]:  # fmt: skip
+    """One row per watched or ``touched`` item, sorted.
+
+    user_count counts first watches ever (``new_pairs``); touched items are
+    those whose neighbour lists changed (pair endpoints).
+    """
+    rows: dict[str, PopularityRow] = {item: PopularityRow(item, 0, 0, None, None)
+                                      for item in touched}  # fmt: skip
     firsts: set[tuple[str, str]] = set()
     for e in events:
         key = (e.user_id, e.item_id)
@@ -83,14 +92,22 @@ def popularity_rows(
         firsts.add(key)
         exponent = trending_exponent(e.occurred_at)
         old = rows.get(e.item_id)
-        if old is None:
-            rows[e.item_id] = PopularityRow(e.item_id, 1, int(first), exponent, e.occurred_at)
+        if old is None or old.log_score is None or old.last_at is None:
+            count = 0 if old is None else old.watch_count
+            users = 0 if old is None else old.user_count
+            rows[e.item_id] = PopularityRow(e.item_id, count + 1, users + int(first), exponent,
+                                            e.occurred_at)  # fmt: skip
         else:
             rows[e.item_id] = PopularityRow(
                 e.item_id, old.watch_count + 1, old.user_count + int(first),
                 log_add(old.log_score, exponent), max(old.last_at, e.occurred_at),
             )  # fmt: skip
     return [rows[k] for k in sorted(rows)]
+
+
+def endpoints(pairs: Iterable[tuple[str, str, float]]) -> set[str]:
+    """Every item whose neighbour list the pairs change."""
+    return {item for a, b, _ in pairs for item in (a, b)}
 
 
 def cooccurrence_pairs(

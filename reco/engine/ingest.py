@@ -3,7 +3,10 @@
 The consumer inserts events (unique by event id) and passes only the new
 ones here, in the same transaction, so that a duplicate never counts twice.
 Four statements per batch whatever its size: read the users' recent windows,
-upsert history, upsert popularity, upsert co-occurrence. Each upsert sends
+upsert history, upsert popularity (which also stamps ``changed_at`` on every
+item whose neighbour list changes, for the read-side caches), upsert
+co-occurrence. Every transaction locks in the same order: history rows, then
+popularity rows, then pair rows, each sorted. Each upsert sends
 one row per distinct key as unnest() arrays, sorted by key (concurrent
 consumers then lock rows in one global order: no deadlock cycles), and adds
 to the stored value under the row lock (no lost updates).
@@ -38,15 +41,24 @@ ON CONFLICT (user_id, item_id) DO UPDATE SET
 RETURNING user_id, item_id, watch_count
 """
 
+# log_score adds in log space (log(exp(a) + exp(b))); -infinity is "no watch".
 _POPULARITY = """
 INSERT INTO item_popularity AS p (item_id, watch_count, user_count, log_score, last_at)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::timestamptz[])
+SELECT item_id, watch_count, user_count, coalesce(log_score, '-infinity'),
+       coalesce(last_at, 'epoch')
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::timestamptz[])
+    AS u(item_id, watch_count, user_count, log_score, last_at)
 ON CONFLICT (item_id) DO UPDATE SET
     watch_count = p.watch_count + EXCLUDED.watch_count,
     user_count = p.user_count + EXCLUDED.user_count,
-    log_score = GREATEST(p.log_score, EXCLUDED.log_score)
-        + ln(1 + exp(-abs(p.log_score - EXCLUDED.log_score))),
-    last_at = GREATEST(p.last_at, EXCLUDED.last_at)
+    log_score = CASE
+        WHEN EXCLUDED.log_score = '-infinity' THEN p.log_score
+        WHEN p.log_score = '-infinity' THEN EXCLUDED.log_score
+        ELSE GREATEST(p.log_score, EXCLUDED.log_score)
+             + ln(1 + exp(-abs(p.log_score - EXCLUDED.log_score)))
+    END,
+    last_at = GREATEST(p.last_at, EXCLUDED.last_at),
+    changed_at = clock_timestamp()
 """
 
 _COOCCURRENCE = """
@@ -63,8 +75,10 @@ async def apply_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -
     ordered = sorted(events, key=lambda e: e.occurred_at)  # stable: keeps the given order
     windows = await _recent_windows(conn, sorted({e.user_id for e in ordered}))
     new_pairs = await _upsert_history(conn, aggregates.history_rows(ordered))
-    await _upsert_popularity(conn, aggregates.popularity_rows(ordered, new_pairs))
-    await _upsert_cooccurrence(conn, aggregates.cooccurrence_pairs(ordered, windows, new_pairs))
+    pairs = aggregates.cooccurrence_pairs(ordered, windows, new_pairs)
+    touched = aggregates.endpoints(pairs)
+    await _upsert_popularity(conn, aggregates.popularity_rows(ordered, new_pairs, touched))
+    await _upsert_cooccurrence(conn, pairs)
 
 
 async def _recent_windows(conn: asyncpg.Connection, users: list[str]) -> dict[str, list[str]]:

@@ -5,6 +5,7 @@ Each returns scoring values (reco/engine/scoring.py), never asyncpg records.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import asyncpg
@@ -32,7 +33,7 @@ CROSS JOIN LATERAL (
     ) AS u
     ORDER BY u.weight DESC, u.other LIMIT $2
 ) AS n
-JOIN items i ON i.item_id = n.other AND i.active
+JOIN items i ON i.item_id = n.other
 JOIN item_popularity p ON p.item_id = n.other
 LEFT JOIN item_popularity ps ON ps.item_id = s.seed
 """
@@ -60,6 +61,15 @@ SELECT {_ITEM_COLUMNS}
 FROM item_popularity p JOIN items i USING (item_id)
 WHERE i.active AND (cardinality($1::text[]) = 0 OR i.genres && $1::text[])
 ORDER BY p.user_count DESC, i.item_id LIMIT $2
+"""
+
+# The database's clock, the items whose model data changed since $1 (all when
+# NULL: the caller starts empty) and the inactive items.
+_CHANGES = """
+SELECT clock_timestamp() AS now,
+       CASE WHEN $1::timestamptz IS NULL THEN '{}'::text[]
+            ELSE ARRAY(SELECT item_id FROM item_popularity WHERE changed_at > $1) END AS changed,
+       ARRAY(SELECT item_id FROM items WHERE NOT active) AS inactive
 """
 
 _ITEM_USERS = """
@@ -107,6 +117,15 @@ async def popular(conn: asyncpg.Connection, *, genres: Sequence[str],
                   limit: int) -> list[ItemInfo]:  # fmt: skip
     """Active items by the number of users who watched them."""
     return [_info(r) for r in await conn.fetch(_POPULAR, list(genres), limit)]
+
+
+async def model_changes(
+    conn: asyncpg.Connection, since: dt.datetime | None
+) -> tuple[dt.datetime, list[str], list[str]]:
+    """(database now, items changed since ``since``, inactive items)."""
+    row = await conn.fetchrow(_CHANGES, since)
+    assert row is not None
+    return row["now"], list(row["changed"]), list(row["inactive"])
 
 
 async def item_users(conn: asyncpg.Connection, item_id: str) -> int | None:

@@ -75,6 +75,7 @@ class Request:
     limit: int
     genres: frozenset[str] = frozenset()
     exclude: frozenset[str] = frozenset()
+    inactive: frozenset[str] = frozenset()  # never recommended
 
 
 def seeds_of(history: Sequence[str]) -> list[str]:
@@ -83,8 +84,9 @@ def seeds_of(history: Sequence[str]) -> list[str]:
 
 
 def allowed(item: ItemInfo, request: Request, seen: frozenset[str]) -> bool:
-    """Unseen, not excluded, and in one of the requested genres (if any)."""
-    if item.item_id in seen or item.item_id in request.exclude:
+    """Active, unseen, not excluded, and in one of the requested genres (if any)."""
+    item_id = item.item_id
+    if item_id in seen or item_id in request.exclude or item_id in request.inactive:
         return False
     return not request.genres or bool(item.genres & request.genres)
 
@@ -167,13 +169,14 @@ def fill(
     return chosen
 
 
-def similar(item_id: str, neighbours: Sequence[Neighbour], limit: int) -> list[ScoredItem]:
+def similar(item_id: str, neighbours: Sequence[Neighbour], request: Request) -> list[ScoredItem]:
     """Neighbours of one item by normalised co-occurrence, strongest first."""
     reason = Reason("because_you_watched", item_id)
+    seen = frozenset([item_id])
     ranked = [ScoredItem(n.item.item_id, n.item.title, n.weight, reason)
-              for n in neighbours if n.item.item_id != item_id]  # fmt: skip
+              for n in neighbours if allowed(n.item, request, seen)]  # fmt: skip
     ranked.sort(key=lambda s: (-s.score, s.item_id))
-    return ranked[:limit]
+    return ranked[: request.limit]
 
 
 def _trend(log_score: float, top: float) -> float:
