@@ -149,16 +149,16 @@ async def _service(settings: Settings) -> AsyncIterator[tuple[str, Recommender]]
 def _table(dataset: Dataset, lists: dict[str, list[str]], via: str,
            found: list[baselines.Baseline]) -> str:  # fmt: skip
     size = len(dataset.items)
-    lines = [f"{'model':<40} {'Recall@10':>9} {'NDCG@10':>8} {'coverage':>17}"]
+    lines = [f"{'model':<48} {'Recall@10':>9} {'NDCG@10':>8} {'coverage':>17}"]
     rows: list[tuple[str, dict[str, list[str]] | None, str]] = [
         (f"reco service (via {via})", lists, "")
     ]
     rows += [(b.name, b.lists, b.error) for b in found]
     for name, got, error in rows:
         if got is None:
-            lines.append(f"{name:<40} {error}")
+            lines.append(f"{name:<48} {error}")
             continue
         s = metrics.evaluate(got, dataset.split.test, size, K)
-        lines.append(f"{name:<40} {s.recall:>9.4f} {s.ndcg:>8.4f} "
+        lines.append(f"{name:<48} {s.recall:>9.4f} {s.ndcg:>8.4f} "
                      f"{s.coverage:>7.3f} ({s.covered:>4} items)")  # fmt: skip
     return "\n".join(lines)
