@@ -100,8 +100,10 @@ async def main(url: str, path: Path) -> None:
         " ORDER BY relname"
     )
     for r in stats:
-        print(f"  {r['relname']}: {r['n_tup_ins']} inserts, {r['n_tup_upd']} updates "
-              f"({r['n_tup_hot_upd']} HOT)")
+        print(
+            f"  {r['relname']}: {r['n_tup_ins']} inserts, {r['n_tup_upd']} updates "
+            f"({r['n_tup_hot_upd']} HOT)"
+        )
     await read_side(conn, url, sorted(split.train))
     await conn.close()
 

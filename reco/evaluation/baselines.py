@@ -40,8 +40,10 @@ def most_popular(train: dict[str, list[Rating]], users: list[str], k: int = K) -
 
 def implicit_models() -> list[tuple[str, Callable[[], Any]]]:
     """(name, factory) for the implicit baselines; raises ImportError without the extra."""
-    from implicit.als import AlternatingLeastSquares
-    from implicit.nearest_neighbours import CosineRecommender
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # import-time advice about BLAS threads
+        from implicit.als import AlternatingLeastSquares
+        from implicit.nearest_neighbours import CosineRecommender
 
     return [
         ("implicit item-item cosine (K=100)", lambda: CosineRecommender(K=100)),
@@ -67,7 +69,9 @@ def run_all(train: dict[str, list[Rating]], users: list[str]) -> list[Baseline]:
     return results
 
 
-def _fit_recommend(factory: Callable[[], Any], train: dict[str, list[Rating]], users: list[str]) -> Lists:
+def _fit_recommend(
+    factory: Callable[[], Any], train: dict[str, list[Rating]], users: list[str]
+) -> Lists:
     import numpy as np
     import scipy.sparse as sp
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]

@@ -11,6 +11,7 @@ computed on the same split in the same run.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import anyio
 import attrs
+import stamina
 
 from reco.db.pool import connect
 from reco.engine.recommender import Recommender
@@ -37,8 +39,12 @@ class Dataset:
     items_note: str
 
 
-def run(settings: Settings, path: Path, url: str | None) -> int:
-    """Evaluate; print the table to stdout (progress to stderr); return the exit status."""
+def run(settings: Settings, path: Path, url: str | None, *, embedded: bool = True) -> int:
+    """Evaluate; print the table to stdout (progress to stderr); return the exit status.
+
+    ``embedded=False`` (tests) runs the service in-process on
+    ``settings.database_url`` instead of starting an embedded PostgreSQL.
+    """
     try:
         dataset = _load(path)
     except (OSError, ValueError) as exc:
@@ -53,8 +59,10 @@ def run(settings: Settings, path: Path, url: str | None) -> int:
     found = baselines.run_all(dataset.split.train, sorted(dataset.split.train))
     if url is not None:
         lists, via = anyio.run(_against_url, settings, url, dataset, users, backend="asyncio")
-    else:
+    elif embedded:
         lists, via = _embedded(settings, dataset, users)
+    else:
+        lists, via = anyio.run(_in_process, _local(settings), dataset, users, backend="asyncio")
     print(_table(dataset, lists, via, found))
     return 0
 
@@ -82,22 +90,32 @@ def _embedded(settings: Settings, dataset: Dataset,
               users: list[str]) -> tuple[dict[str, list[str]], str]:  # fmt: skip
     from reco.devstack.stack import DEV_DATABASE, embedded_stack
 
-    with embedded_stack(durable=False, broker=False) as (postgres, _):
-        settings = attrs.evolve(
-            settings, database_url=postgres.url(DEV_DATABASE), http_bind="127.0.0.1:0",
-            migrate_on_start=True, consumer_enabled=False, relay_enabled=False,
-        )  # fmt: skip
-        return anyio.run(_in_process, settings, dataset, users, backend="asyncio")
+    # The embedded server's start-up check can fail while it is still starting
+    # ("rejecting connections"); a second start is cheap.
+    for attempt in stamina.retry_context(on=subprocess.CalledProcessError, attempts=3):
+        with attempt, embedded_stack(durable=False, broker=False) as (postgres, _):
+            settings = _local(attrs.evolve(settings, database_url=postgres.url(DEV_DATABASE)))
+            return anyio.run(_in_process, settings, dataset, users, backend="asyncio")
+    raise AssertionError("unreachable: stamina re-raises the last failure")
+
+
+def _local(settings: Settings) -> Settings:
+    """The in-process service: HTTP on a free loopback port, no Kafka components."""
+    return attrs.evolve(settings, http_bind="127.0.0.1:0", migrate_on_start=True,
+                        consumer_enabled=False, relay_enabled=False)  # fmt: skip
 
 
 async def _in_process(settings: Settings, dataset: Dataset,
                       users: list[str]) -> tuple[dict[str, list[str]], str]:  # fmt: skip
     async with _service(settings) as (base_url, recommender):
         await _write(settings, dataset)
-        asker = Asker(base_url, None)
+        probe = Asker(base_url, None)
         try:
-            if not await asker.has_endpoint():
-                asker = Asker(None, recommender)
+            has_endpoint = await probe.has_endpoint()
+        finally:
+            probe.close()
+        asker = Asker(base_url, None) if has_endpoint else Asker(None, recommender)
+        try:
             return await ask_all(asker, users, K), asker.via
         finally:
             asker.close()

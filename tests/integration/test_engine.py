@@ -59,7 +59,9 @@ class TestApplyEvents:
         history = await conn.fetch("SELECT item_id FROM user_history WHERE user_id = 'u1' "
                                    "ORDER BY last_watched_at DESC")  # fmt: skip
         assert [r["item_id"] for r in history] == ["c", "b", "a"]
-        assert await conn.fetchval("SELECT user_count FROM item_popularity WHERE item_id = 'b'") == 1
+        assert (
+            await conn.fetchval("SELECT user_count FROM item_popularity WHERE item_id = 'b'") == 1
+        )
         assert await pairs(conn) == {("a", "b"): 1.0, ("a", "c"): 0.95, ("b", "c"): 1.0}
 
     async def test_split_batches_add_up_to_one_batch(self, conn: asyncpg.Connection,

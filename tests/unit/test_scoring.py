@@ -100,7 +100,9 @@ class TestPersonal:
 
     def test_popular_neighbours_are_normalised_down(self) -> None:
         """Same raw weight: the item fewer users watched is the stronger signal."""
-        nb = neighbours_of("a", (info("blockbuster", users=1000), 5.0), (info("niche", users=5), 5.0))
+        nb = neighbours_of(
+            "a", (info("blockbuster", users=1000), 5.0), (info("niche", users=5), 5.0)
+        )
         assert ids(scoring.recommend(["a"], nb, [], Request(2))) == ["niche", "blockbuster"]
 
     def test_only_the_latest_seeds_count(self) -> None:
