@@ -28,7 +28,7 @@ from reco.events import WatchEvent
 BATCH = 1000
 ITEM_BATCH = 1000
 
-_EVENTS = """
+EVENTS_SQL = """
 INSERT INTO watch_events (event_id, user_id, item_id, occurred_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
 ON CONFLICT (event_id) DO NOTHING
@@ -55,7 +55,7 @@ async def store_batch(conn: asyncpg.Connection, events: Sequence[WatchEvent]) ->
     """What the consumer does with one batch: store new events, apply them; in one transaction."""
     async with conn.transaction():
         rows = await conn.fetch(
-            _EVENTS, [e.event_id for e in events], [e.user_id for e in events],
+            EVENTS_SQL, [e.event_id for e in events], [e.user_id for e in events],
             [e.item_id for e in events], [e.occurred_at for e in events],
         )  # fmt: skip
         stored = {r["event_id"] for r in rows}
