@@ -33,12 +33,9 @@ class Progress:
 
     def close(self) -> None:
         elapsed = time.perf_counter() - self._began
-        end = "\n" if self.tty else ""
-        prefix = "\r" if self.tty else ""
-        self.stream.write(f"{prefix}{self.label}: {self.done}/{self.total} "
-                          f"in {elapsed:.1f} s{' ' * BAR}{end}")  # fmt: skip
-        if not self.tty:
-            self.stream.write("\n")
+        line = f"{self.label}: {self.done}/{self.total} in {elapsed:.1f} s"
+        # On a terminal, overwrite the bar (and blank its leftovers).
+        self.stream.write(f"\r{line}{' ' * BAR}\n" if self.tty else f"{line}\n")
         self.stream.flush()
 
     def _draw(self) -> None:
