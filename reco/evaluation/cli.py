@@ -141,27 +141,35 @@ async def _write(settings: Settings, dataset: Dataset) -> None:
             await conn.close()
 
 
+class _NotReady(Exception):
+    """The in-process service has not reported ready yet."""
+
+
 @asynccontextmanager
 async def _service(settings: Settings) -> AsyncIterator[tuple[str, Recommender]]:
-    """The service's database and HTTP components in-process; yields its URL and Recommender.
+    """The whole service in-process (as ``reco serve`` runs it); yields its URL and Recommender.
 
-    Started the way the supervisor starts them (``tg.start``: each is ready
-    when started), stopped in reverse with ``stop_nowait``.
+    A component that fails to start makes the supervisor raise StartupError,
+    which ends this context; otherwise we wait (bounded) until HTTP is bound
+    and every readiness check passes, then stop the service on exit.
     """
     from reco import service
 
-    _, state, http = service.build(settings, handle_signals=False)
-    assert state.database is not None
+    supervisor, state, http = service.build(settings, handle_signals=False)
     assert state.recommender is not None
     async with anyio.create_task_group() as tg:
-        with anyio.fail_after(settings.startup_timeout):
-            await tg.start(state.database.run)
-            await tg.start(http.run)
+        tg.start_soon(supervisor.run)
+        async for attempt in stamina.retry_context(
+            on=_NotReady, timeout=settings.startup_timeout, attempts=None,
+            wait_initial=0.01, wait_max=0.1, wait_jitter=0.0,
+        ):  # fmt: skip
+            with attempt:
+                if http.port is None or not state.readiness.ready:
+                    raise _NotReady
         try:
             yield f"http://127.0.0.1:{http.port}", state.recommender
         finally:
-            http.stop_nowait()
-            state.database.stop_nowait()
+            supervisor.request_stop()
 
 
 def _table(dataset: Dataset, lists: dict[str, list[str]], via: str,
