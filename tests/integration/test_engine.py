@@ -175,3 +175,20 @@ class TestRecommender:
         assert await recommender.similar("nope", limit=5) is None
         popular = await recommender.popular(limit=2)
         assert ids(popular) == ["a", "b"]
+
+
+class TestModelCache:
+    async def test_lists_are_kept_until_their_item_changes(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        """A cached neighbour list survives syncs until the item's changed_at moves."""
+        await apply(conn, watches("u1", "abc"))
+        await apply(conn, [ev(10, "u2", "a")])
+        # Age the stamps past the sync's overlap window (for late commits).
+        await conn.execute("UPDATE item_popularity SET changed_at = changed_at - interval '1h'")
+        assert ids(await recommender.for_user("u2", limit=2)) == ["b", "c"]
+        # Reverse the weights behind the cache's back: no changed_at stamp.
+        await conn.execute("UPDATE item_cooccurrence SET weight = 10 - weight")
+        assert ids(await recommender.for_user("u2", limit=2)) == ["b", "c"]
+        await conn.execute("UPDATE item_popularity SET changed_at = clock_timestamp()")
+        assert ids(await recommender.for_user("u2", limit=2)) == ["c", "b"]
