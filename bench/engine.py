@@ -81,24 +81,31 @@ async def main(url: str, path: Path) -> None:
     timed = Timed(conn)
     batch_times, ceiling = [], []
     for start in range(0, len(events), BATCH):
-        chunk = events[start:start + BATCH]
+        chunk = events[start : start + BATCH]
         async with conn.transaction():
             began = time.perf_counter()
             await conn.execute(
-                EVENTS_SQL, [e.event_id for e in chunk], [e.user_id for e in chunk],
-                [e.item_id for e in chunk], [e.occurred_at for e in chunk],
+                EVENTS_SQL,
+                [e.event_id for e in chunk],
+                [e.user_id for e in chunk],
+                [e.item_id for e in chunk],
+                [e.occurred_at for e in chunk],
             )
             stored = time.perf_counter()
             await ingest.apply_events(timed, chunk)  # type: ignore[arg-type]
             ceiling.append(stored - began)
             batch_times.append(time.perf_counter() - stored)
     total = sum(batch_times)
-    print(f"apply_events: {len(events)} events in {len(batch_times)} batches of {BATCH}: "
-          f"{total:.2f} s, {len(events) / total:,.0f} events/s; per batch "
-          f"p50 {pct(batch_times, .5):.1f} ms p99 {pct(batch_times, .99):.1f} ms")
-    print(f"  ceiling, the consumer's own INSERT of the same batch into watch_events: "
-          f"p50 {pct(ceiling, .5):.1f} ms; apply_events / insert = "
-          f"{statistics.median(batch_times) / statistics.median(ceiling):.1f}x")
+    print(
+        f"apply_events: {len(events)} events in {len(batch_times)} batches of {BATCH}: "
+        f"{total:.2f} s, {len(events) / total:,.0f} events/s; per batch "
+        f"p50 {pct(batch_times, 0.5):.1f} ms p99 {pct(batch_times, 0.99):.1f} ms"
+    )
+    print(
+        f"  ceiling, the consumer's own INSERT of the same batch into watch_events: "
+        f"p50 {pct(ceiling, 0.5):.1f} ms; apply_events / insert = "
+        f"{statistics.median(batch_times) / statistics.median(ceiling):.1f}x"
+    )
     for label, values in timed.times.items():
         print(f"  {sum(values) / len(values) * 1000:7.1f} ms mean  {label}")
     stats = await conn.fetch(
