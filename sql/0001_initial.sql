@@ -30,6 +30,10 @@ CREATE TABLE watch_events (
 CREATE INDEX watch_events_user_idx ON watch_events (user_id, occurred_at DESC);
 
 -- ------------------------------------------------- what recommendations read
+-- Maintained incrementally by reco/engine/ingest.py::apply_events in the
+-- consumer's transaction; read by reco/engine/queries.py. See docs/design.md
+-- "Engine".
+
 -- Per-user history: one row per (user, item), the latest watch.
 CREATE TABLE user_history (
     user_id          text NOT NULL,
@@ -39,30 +43,47 @@ CREATE TABLE user_history (
     watch_count      integer NOT NULL DEFAULT 1,
     PRIMARY KEY (user_id, item_id)
 );
--- "the user's most recent N items": user_id = $1 ORDER BY last_watched_at DESC
+-- the user's whole history, most recent first (for_user: seeds and exclusion;
+-- apply_events: the last N items a new watch pairs with)
 CREATE INDEX user_history_recent_idx ON user_history (user_id, last_watched_at DESC);
 
--- Item popularity, time-decayed. decayed_score is kept in log space relative
--- to a fixed epoch so that an increment never rescales other rows:
+-- Item popularity. user_count (distinct watchers) normalises co-occurrence;
+-- log_score is time-decayed popularity ("trending"), kept in log space
+-- relative to a fixed epoch so that an increment never rescales other rows:
 -- log_score = log(sum(exp((t_i - epoch) / tau))).
 CREATE TABLE item_popularity (
     item_id      text PRIMARY KEY,
     watch_count  bigint NOT NULL DEFAULT 0,
+    user_count   bigint NOT NULL DEFAULT 0,
     log_score    double precision NOT NULL,
-    last_at      timestamptz NOT NULL
+    last_at      timestamptz NOT NULL,
+    -- when this item's counts or neighbour list last changed (wall clock of
+    -- the writing transaction): read-side caches drop what changed since
+    changed_at   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
--- popular lists: ORDER BY log_score DESC
+-- trending lists: ORDER BY log_score DESC
 CREATE INDEX item_popularity_score_idx ON item_popularity (log_score DESC);
+-- popular lists: ORDER BY user_count DESC
+CREATE INDEX item_popularity_count_idx ON item_popularity (user_count DESC, item_id);
+-- cache invalidation: changed_at > $1
+CREATE INDEX item_popularity_changed_idx ON item_popularity (changed_at);
 
--- Item-to-item co-occurrence from each user's recent history (both directions).
+-- Item-to-item co-occurrence from each user's recent history: a first watch
+-- of b pairs with the user's last N distinct items, weight decay^distance
+-- (closer in the sequence counts more). Symmetric, so stored once per
+-- unordered pair, ordered by Python's string order (apply_events sorts): half
+-- the rows to write. No CHECK: the database's collation may order differently.
 CREATE TABLE item_cooccurrence (
     item_id        text NOT NULL,
     other_item_id  text NOT NULL,
     weight         double precision NOT NULL,
     PRIMARY KEY (item_id, other_item_id)
-);
--- neighbours of an item, strongest first
-CREATE INDEX item_cooccurrence_top_idx ON item_cooccurrence (item_id, weight DESC);
+) WITH (fillfactor = 70);
+-- Neighbours of x: the primary-key range item_id = x plus this index's range
+-- other_item_id = x. Deliberately no index on weight: an increment then
+-- touches no index (a HOT update, hence the fillfactor), which keeps
+-- apply_events fast; the read side takes the top-K per item and caches it.
+CREATE INDEX item_cooccurrence_other_idx ON item_cooccurrence (other_item_id);
 
 -- -------------------------------------------------------------- impressions
 CREATE TABLE impressions (

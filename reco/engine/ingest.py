@@ -2,6 +2,14 @@
 
 The consumer inserts events (unique by event id) and passes only the new
 ones here, in the same transaction, so that a duplicate never counts twice.
+Four statements per batch whatever its size: read the users' recent windows,
+upsert history, upsert popularity (which also stamps ``changed_at`` on every
+item whose neighbour list changes, for the read-side caches), upsert
+co-occurrence. Every transaction locks in the same order: history rows, then
+popularity rows, then pair rows, each sorted. Each upsert sends
+one row per distinct key as unnest() arrays, sorted by key (concurrent
+consumers then lock rows in one global order: no deadlock cycles), and adds
+to the stored value under the row lock (no lost updates).
 """
 
 from __future__ import annotations
@@ -10,10 +18,112 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from reco.engine import aggregates
 from reco.events import WatchEvent
+
+_WINDOWS = """
+SELECT u.user_id, h.item_id, h.last_watched_at
+FROM unnest($1::text[]) AS u(user_id)
+CROSS JOIN LATERAL (
+    SELECT item_id, last_watched_at FROM user_history
+    WHERE user_id = u.user_id
+    ORDER BY last_watched_at DESC LIMIT $2
+) AS h
+"""
+
+_HISTORY = """
+INSERT INTO user_history AS h (user_id, item_id, first_watched_at, last_watched_at, watch_count)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int[])
+ON CONFLICT (user_id, item_id) DO UPDATE SET
+    first_watched_at = LEAST(h.first_watched_at, EXCLUDED.first_watched_at),
+    last_watched_at = GREATEST(h.last_watched_at, EXCLUDED.last_watched_at),
+    watch_count = h.watch_count + EXCLUDED.watch_count
+RETURNING user_id, item_id, watch_count
+"""
+
+# log_score adds in log space (log(exp(a) + exp(b))); -infinity is "no watch".
+_POPULARITY = """
+INSERT INTO item_popularity AS p (item_id, watch_count, user_count, log_score, last_at)
+SELECT item_id, watch_count, user_count, coalesce(log_score, '-infinity'),
+       coalesce(last_at, 'epoch')
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::timestamptz[])
+    AS u(item_id, watch_count, user_count, log_score, last_at)
+ON CONFLICT (item_id) DO UPDATE SET
+    watch_count = p.watch_count + EXCLUDED.watch_count,
+    user_count = p.user_count + EXCLUDED.user_count,
+    log_score = CASE
+        WHEN EXCLUDED.log_score = '-infinity' THEN p.log_score
+        WHEN p.log_score = '-infinity' THEN EXCLUDED.log_score
+        ELSE GREATEST(p.log_score, EXCLUDED.log_score)
+             + ln(1 + exp(-abs(p.log_score - EXCLUDED.log_score)))
+    END,
+    last_at = GREATEST(p.last_at, EXCLUDED.last_at),
+    changed_at = clock_timestamp()
+"""
+
+_COOCCURRENCE = """
+INSERT INTO item_cooccurrence AS c (item_id, other_item_id, weight)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])
+ON CONFLICT (item_id, other_item_id) DO UPDATE SET weight = c.weight + EXCLUDED.weight
+"""
 
 
 async def apply_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> None:
     """Update user history, item popularity and co-occurrence for ``events``."""
-    # Filled in by the engine issue (#5).
-    return None
+    if not events:
+        return
+    ordered = sorted(events, key=lambda e: e.occurred_at)  # stable: keeps the given order
+    windows = await _recent_windows(conn, sorted({e.user_id for e in ordered}))
+    new_pairs = await _upsert_history(conn, aggregates.history_rows(ordered))
+    pairs = aggregates.cooccurrence_pairs(ordered, windows, new_pairs)
+    touched = aggregates.endpoints(pairs)
+    await _upsert_popularity(conn, aggregates.popularity_rows(ordered, new_pairs, touched))
+    await _upsert_cooccurrence(conn, pairs)
+
+
+async def _recent_windows(conn: asyncpg.Connection, users: list[str]) -> dict[str, list[str]]:
+    """Each user's last distinct items before this batch, most recent first."""
+    rows = await conn.fetch(_WINDOWS, users, aggregates.COOCCURRENCE_WINDOW)
+    rows.sort(key=lambda r: (r["user_id"], r["last_watched_at"]), reverse=True)
+    windows: dict[str, list[str]] = {}
+    for r in rows:
+        windows.setdefault(r["user_id"], []).append(r["item_id"])
+    return windows
+
+
+async def _upsert_history(
+    conn: asyncpg.Connection, rows: list[aggregates.HistoryRow]
+) -> frozenset[tuple[str, str]]:
+    """Upsert history; return the (user, item) pairs seen for the first time.
+
+    A row is new when its stored count equals this batch's count (an update
+    adds to a count that was already at least one).
+    """
+    result = await conn.fetch(
+        _HISTORY, [r.user_id for r in rows], [r.item_id for r in rows],
+        [r.first_at for r in rows], [r.last_at for r in rows], [r.count for r in rows],
+    )  # fmt: skip
+    counts = {(r.user_id, r.item_id): r.count for r in rows}
+    return frozenset(
+        (r["user_id"], r["item_id"])
+        for r in result
+        if r["watch_count"] == counts[(r["user_id"], r["item_id"])]
+    )
+
+
+async def _upsert_popularity(
+    conn: asyncpg.Connection, rows: list[aggregates.PopularityRow]
+) -> None:
+    await conn.execute(
+        _POPULARITY, [r.item_id for r in rows], [r.watch_count for r in rows],
+        [r.user_count for r in rows], [r.log_score for r in rows], [r.last_at for r in rows],
+    )  # fmt: skip
+
+
+async def _upsert_cooccurrence(
+    conn: asyncpg.Connection, pairs: list[tuple[str, str, float]]
+) -> None:
+    if pairs:
+        await conn.execute(
+            _COOCCURRENCE, [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs]
+        )

@@ -2,36 +2,25 @@
 
 Handlers depend on this interface only; how lists are scored (reco/engine/
 scoring.py, pure) and which aggregates are read is the engine's business.
+
+for_user costs one query on the hot path when the cache is warm: the user's
+history, always read fresh, so a committed watch shows in the next list.
+Neighbour lists, the trending list and the inactive set are model data, in a
+per-process cache (reco/engine/cache.py) at most about ``recs_cache_ttl`` old;
+a seed whose list is not cached costs one more query.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import attrs
-
 from reco.db.pool import Database
+from reco.engine import queries, scoring
+from reco.engine.cache import ModelCache
+from reco.engine.scoring import Reason, RecommendationList, ScoredItem
 from reco.settings import Settings
 
-
-@attrs.frozen
-class Reason:
-    type: str  # "because_you_watched" | "popular" | "trending"
-    item_id: str | None = None
-
-
-@attrs.frozen
-class ScoredItem:
-    item_id: str
-    title: str
-    score: float
-    reason: Reason
-
-
-@attrs.frozen
-class RecommendationList:
-    algorithm: str
-    items: tuple[ScoredItem, ...]
+__all__ = ["Reason", "RecommendationList", "Recommender", "ScoredItem"]
 
 
 class Recommender:
@@ -40,66 +29,54 @@ class Recommender:
     def __init__(self, database: Database, settings: Settings) -> None:
         self.database = database
         self.settings = settings
+        self.cache = ModelCache(settings.recs_cache_ttl)
 
     async def for_user(
         self, user_id: str, *, limit: int, genres: Sequence[str] = (),
         exclude: frozenset[str] = frozenset(),
     ) -> RecommendationList:  # fmt: skip
-        """Never an item the user watched, never an inactive one; popular for cold users."""
+        """Never an item the user watched, never an inactive one; trending for cold users."""
         async with self.database.connection() as conn:
-            rows = await conn.fetch(
-                """
-                SELECT i.item_id, i.title, p.log_score
-                FROM item_popularity p JOIN items i USING (item_id)
-                WHERE i.active AND (cardinality($2::text[]) = 0 OR i.genres && $2::text[])
-                  AND i.item_id <> ALL($3::text[])
-                  AND NOT EXISTS (SELECT 1 FROM user_history h
-                                  WHERE h.user_id = $1 AND h.item_id = i.item_id)
-                ORDER BY p.log_score DESC, i.item_id
-                LIMIT $4
-                """,
-                user_id, list(genres), list(exclude), limit,
-            )  # fmt: skip
-        items = tuple(
-            ScoredItem(r["item_id"], r["title"], float(r["log_score"]), Reason("popular"))
-            for r in rows
-        )
-        return RecommendationList("popular-fallback", items)
+            await self.cache.refresh(conn)
+            history = await queries.history(conn, user_id)
+            neighbours = await self.cache.neighbours(conn, scoring.seeds_of(history))
+        request = scoring.Request(limit, frozenset(genres), frozenset(exclude), self.cache.inactive)
+        items = scoring.recommend(history, neighbours, self.cache.trending, request)
+        if len(items) < limit:
+            items = await self._fill(items, request, frozenset(history))
+        algorithm = "cooccurrence" if any(neighbours.values()) else "trending"
+        return RecommendationList(algorithm, tuple(items))
 
     async def similar(self, item_id: str, *, limit: int) -> RecommendationList | None:
         """Items watched together with ``item_id``; None when the item is unknown."""
         async with self.database.connection() as conn:
-            if not await conn.fetchval("SELECT 1 FROM items WHERE item_id = $1", item_id):
+            await self.cache.refresh(conn)
+            if await queries.item_users(conn, item_id) is None:
                 return None
-            rows = await conn.fetch(
-                """
-                SELECT c.other_item_id AS item_id, i.title, c.weight
-                FROM item_cooccurrence c JOIN items i ON i.item_id = c.other_item_id
-                WHERE c.item_id = $1 AND i.active
-                ORDER BY c.weight DESC, c.other_item_id LIMIT $2
-                """,
-                item_id, limit,
-            )  # fmt: skip
-        items = tuple(
-            ScoredItem(r["item_id"], r["title"], float(r["weight"]),
-                       Reason("because_you_watched", item_id))
-            for r in rows
-        )  # fmt: skip
-        return RecommendationList("cooccurrence", items)
+            neighbours = await self.cache.neighbours(conn, [item_id])
+        request = scoring.Request(limit, inactive=self.cache.inactive)
+        items = scoring.similar(item_id, neighbours[item_id], request)
+        return RecommendationList("cooccurrence", tuple(items))
 
     async def popular(self, *, limit: int, genres: Sequence[str] = ()) -> RecommendationList:
+        """Active items by how many users watched them."""
         async with self.database.connection() as conn:
-            rows = await conn.fetch(
-                """
-                SELECT i.item_id, i.title, p.log_score
-                FROM item_popularity p JOIN items i USING (item_id)
-                WHERE i.active AND (cardinality($1::text[]) = 0 OR i.genres && $1::text[])
-                ORDER BY p.log_score DESC, i.item_id LIMIT $2
-                """,
-                list(genres), limit,
-            )  # fmt: skip
-        items = tuple(
-            ScoredItem(r["item_id"], r["title"], float(r["log_score"]), Reason("popular"))
-            for r in rows
-        )
+            rows = await queries.popular(conn, genres=genres, limit=limit)
+        items = tuple(ScoredItem(i.item_id, i.title, float(i.users), Reason("popular"))
+                      for i in rows)  # fmt: skip
         return RecommendationList("popular", items)
+
+    async def _fill(self, items: list[ScoredItem], request: scoring.Request,
+                    seen: frozenset[str]) -> list[ScoredItem]:  # fmt: skip
+        """Past the cached list: ask the database, trending first, then the catalogue."""
+        taken = [s.item_id for s in items] + sorted(request.exclude)
+        async with self.database.connection() as conn:
+            for query in (queries.trending, queries.catalogue):
+                more = await query(conn, genres=sorted(request.genres),
+                                   exclude=[*taken, *sorted(seen)],
+                                   limit=request.limit - len(items))  # fmt: skip
+                items = scoring.fill(items, more, request, seen)
+                taken = [s.item_id for s in items] + sorted(request.exclude)
+                if len(items) >= request.limit:
+                    break
+        return items

@@ -1,0 +1,151 @@
+"""What one batch of new watch events adds to the aggregates: pure functions, no I/O.
+
+apply_events (reco/engine/ingest.py) reads the little state these need, calls
+them, and writes one upsert row per distinct key, sorted, so that concurrent
+consumers lock rows in the same order (no deadlocks) and every increment is
+additive (``x = x + EXCLUDED.x`` under the row lock: no lost updates).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+from reco.events import WatchEvent
+
+# A first watch pairs with the user's last WINDOW distinct items; the pair
+# weight is DECAY ** distance (0 = the item watched just before). Bounded so a
+# batch of 1000 events writes at most WINDOW * 1000 pair rows.
+COOCCURRENCE_WINDOW = 10
+COOCCURRENCE_DECAY = 0.95
+# Time-decayed ("trending") popularity: each watch adds exp((t - EPOCH) / TAU).
+TRENDING_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+TRENDING_TAU_SECONDS = 14 * 24 * 3600.0
+
+
+@attrs.frozen
+class HistoryRow:
+    user_id: str
+    item_id: str
+    first_at: dt.datetime
+    last_at: dt.datetime
+    count: int
+
+
+@attrs.frozen
+class PopularityRow:
+    """Increments for one item; an item only touched through a pair has zero counts and
+    None for log_score/last_at (its row is written only to mark it changed)."""
+
+    item_id: str
+    watch_count: int
+    user_count: int
+    log_score: float | None
+    last_at: dt.datetime | None
+
+
+def trending_exponent(at: dt.datetime) -> float:
+    """The log of one watch's contribution to the trending score."""
+    return (at - TRENDING_EPOCH).total_seconds() / TRENDING_TAU_SECONDS
+
+
+def log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) without overflow (the SQL upsert does the same)."""
+    high, low = max(a, b), min(a, b)
+    return high + math.log1p(math.exp(low - high))
+
+
+def history_rows(events: Sequence[WatchEvent]) -> list[HistoryRow]:
+    """One row per (user, item), sorted by key."""
+    rows: dict[tuple[str, str], HistoryRow] = {}
+    for e in events:
+        key = (e.user_id, e.item_id)
+        old = rows.get(key)
+        if old is None:
+            rows[key] = HistoryRow(e.user_id, e.item_id, e.occurred_at, e.occurred_at, 1)
+        else:
+            rows[key] = HistoryRow(
+                e.user_id, e.item_id, min(old.first_at, e.occurred_at),
+                max(old.last_at, e.occurred_at), old.count + 1,
+            )  # fmt: skip
+    return [rows[k] for k in sorted(rows)]
+
+
+def popularity_rows(
+    events: Sequence[WatchEvent], new_pairs: frozenset[tuple[str, str]],
+    touched: Iterable[str] = (),
+) -> list[PopularityRow]:  # fmt: skip
+    """One row per watched or ``touched`` item, sorted.
+
+    user_count counts first watches ever (``new_pairs``); touched items are
+    those whose neighbour lists changed (pair endpoints).
+    """
+    rows: dict[str, PopularityRow] = {item: PopularityRow(item, 0, 0, None, None)
+                                      for item in touched}  # fmt: skip
+    firsts: set[tuple[str, str]] = set()
+    for e in events:
+        key = (e.user_id, e.item_id)
+        first = key in new_pairs and key not in firsts
+        firsts.add(key)
+        exponent = trending_exponent(e.occurred_at)
+        old = rows.get(e.item_id)
+        if old is None or old.log_score is None or old.last_at is None:
+            count = 0 if old is None else old.watch_count
+            users = 0 if old is None else old.user_count
+            rows[e.item_id] = PopularityRow(e.item_id, count + 1, users + int(first), exponent,
+                                            e.occurred_at)  # fmt: skip
+        else:
+            rows[e.item_id] = PopularityRow(
+                e.item_id, old.watch_count + 1, old.user_count + int(first),
+                log_add(old.log_score, exponent), max(old.last_at, e.occurred_at),
+            )  # fmt: skip
+    return [rows[k] for k in sorted(rows)]
+
+
+def endpoints(pairs: Iterable[tuple[str, str, float]]) -> set[str]:
+    """Every item whose neighbour list the pairs change."""
+    return {item for a, b, _ in pairs for item in (a, b)}
+
+
+def cooccurrence_pairs(
+    events: Sequence[WatchEvent],
+    windows: Mapping[str, Sequence[str]],
+    new_pairs: frozenset[tuple[str, str]],
+    *,
+    window: int = COOCCURRENCE_WINDOW,
+    decay: float = COOCCURRENCE_DECAY,
+) -> list[tuple[str, str, float]]:
+    """Pair weights to add, one per unordered pair stored as (lower, higher) id, sorted.
+
+    ``windows[user]`` is the user's distinct items before this batch, most
+    recent first; ``events`` are in time order. Only a user's first watch of
+    an item pairs (a re-watch only refreshes its place in the window), so a
+    pair's weight approximates "users who watched both, close together".
+    """
+    weights: dict[tuple[str, str], float] = {}
+    recent = {user: list(items[:window]) for user, items in windows.items()}
+    paired: set[tuple[str, str]] = set()
+    for e in events:
+        items = recent.setdefault(e.user_id, [])
+        key = (e.user_id, e.item_id)
+        if key in new_pairs and key not in paired:
+            paired.add(key)
+            _add_pairs(weights, e.item_id, items, decay)
+        if e.item_id in items:
+            items.remove(e.item_id)
+        items.insert(0, e.item_id)
+        del items[window:]
+    return [(a, b, weights[(a, b)]) for a, b in sorted(weights)]
+
+
+def _add_pairs(
+    weights: dict[tuple[str, str], float], item: str, recent: Iterable[str], decay: float
+) -> None:
+    for distance, other in enumerate(recent):
+        if other == item:
+            continue
+        key = (item, other) if item < other else (other, item)
+        weights[key] = weights.get(key, 0.0) + decay**distance

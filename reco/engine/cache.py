@@ -1,0 +1,88 @@
+"""The per-process cache of model data (never a user's history).
+
+Neighbour lists are costly to read (an item's whole pair range) and change
+only when events touch the item, so they are kept until invalidated: at most
+every ``ttl`` seconds one query lists the items whose ``changed_at`` moved
+since the last check (with an overlap for transactions that commit late),
+and the lists of those items are dropped; the trending list and the set of
+inactive items are re-read at the same time. Model data is thus at most
+about ``ttl`` old; entries are refetched anyway after ``MAX_AGE`` seconds
+(user counts of neighbours drift slowly).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import time
+from collections.abc import Sequence
+
+import anyio
+import asyncpg
+
+from reco.engine import queries, scoring
+from reco.engine.scoring import ItemInfo, Neighbour
+
+TRENDING_CACHED = 500  # items kept in the trending list
+NEIGHBOURS_CACHED = 50_000  # items whose lists a process keeps (oldest go first)
+MAX_AGE = 60.0
+OVERLAP = dt.timedelta(seconds=5)  # a writer's changed_at may precede its commit
+
+
+class ModelCache:
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.trending: list[ItemInfo] = []
+        self.inactive: frozenset[str] = frozenset()
+        self._neighbours: dict[str, tuple[float, tuple[Neighbour, ...]]] = {}
+        self._synced_at = -float("inf")
+        self._mark: dt.datetime | None = None
+        self._lock = anyio.Lock()
+
+    async def refresh(self, conn: asyncpg.Connection) -> None:
+        """Sync with the database when the last sync is older than ``ttl``.
+
+        One caller syncs; the others go on with the current data, unless there
+        is none yet.
+        """
+        if time.monotonic() - self._synced_at < self.ttl:
+            return
+        if self._lock.locked() and self._mark is not None:
+            return
+        async with self._lock:
+            if time.monotonic() - self._synced_at >= self.ttl:
+                await self._sync(conn)
+
+    async def neighbours(
+        self, conn: asyncpg.Connection, seeds: Sequence[str]
+    ) -> dict[str, tuple[Neighbour, ...]]:
+        """Lists for ``seeds``: cached ones, the rest in one query."""
+        now = time.monotonic()
+        found = {s: e[1] for s in seeds if (e := self._neighbours.get(s)) and now - e[0] < MAX_AGE}
+        missing = [s for s in seeds if s not in found]
+        if missing:
+            fetched = await queries.neighbours(conn, missing, scoring.NEIGHBOURS)
+            for seed, neighbours in fetched.items():
+                self._neighbours.pop(seed, None)  # re-insert: dict order is fetch order
+                self._neighbours[seed] = (now, neighbours)
+            found.update(fetched)
+            self._evict()
+        return found
+
+    async def _sync(self, conn: asyncpg.Connection) -> None:
+        began = time.monotonic()
+        since = None if self._mark is None else self._mark - OVERLAP
+        mark, changed, inactive = await queries.model_changes(conn, since)
+        self.trending = await queries.trending(conn, limit=TRENDING_CACHED)
+        if since is None:
+            self._neighbours.clear()
+        for item in changed:
+            self._neighbours.pop(item, None)
+        self.inactive = frozenset(inactive)
+        self._mark = mark
+        self._synced_at = began
+
+    def _evict(self) -> None:
+        excess = len(self._neighbours) - NEIGHBOURS_CACHED
+        for seed in list(itertools.islice(self._neighbours, max(excess, 0))):
+            del self._neighbours[seed]

@@ -1,0 +1,134 @@
+"""The engine's read queries: plain async functions, connection first.
+
+Each returns scoring values (reco/engine/scoring.py), never asyncpg records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import asyncpg
+
+from reco.engine.scoring import ItemInfo, Neighbour, normalise
+
+_ITEM_COLUMNS = "i.item_id, i.title, i.genres, p.user_count, p.log_score"
+
+_HISTORY = """
+SELECT item_id FROM user_history WHERE user_id = $1
+ORDER BY last_watched_at DESC, item_id
+"""
+
+# The top-K neighbours of each seed by raw weight (two index ranges each: the
+# pair is stored once), joined with what scoring needs; inactive items drop
+# out here. The caller caches the result per item (reco/engine/recommender.py).
+_NEIGHBOURS = f"""
+SELECT s.seed, n.weight, ps.user_count AS seed_users, {_ITEM_COLUMNS}
+FROM unnest($1::text[]) AS s(seed)
+CROSS JOIN LATERAL (
+    SELECT u.other, u.weight FROM (
+        SELECT other_item_id AS other, weight FROM item_cooccurrence WHERE item_id = s.seed
+        UNION ALL
+        SELECT item_id, weight FROM item_cooccurrence WHERE other_item_id = s.seed
+    ) AS u
+    ORDER BY u.weight DESC, u.other LIMIT $2
+) AS n
+JOIN items i ON i.item_id = n.other
+JOIN item_popularity p ON p.item_id = n.other
+LEFT JOIN item_popularity ps ON ps.item_id = s.seed
+"""
+
+_TRENDING = f"""
+SELECT {_ITEM_COLUMNS}
+FROM item_popularity p JOIN items i USING (item_id)
+WHERE i.active AND (cardinality($1::text[]) = 0 OR i.genres && $1::text[])
+  AND i.item_id <> ALL($2::text[])
+ORDER BY p.log_score DESC, i.item_id LIMIT $3
+"""
+
+# The last resort when trending lists run dry: any active item, watched or not.
+_CATALOGUE = """
+SELECT i.item_id, i.title, i.genres, coalesce(p.user_count, 0) AS user_count,
+       coalesce(p.log_score, '-infinity') AS log_score
+FROM items i LEFT JOIN item_popularity p USING (item_id)
+WHERE i.active AND (cardinality($1::text[]) = 0 OR i.genres && $1::text[])
+  AND i.item_id <> ALL($2::text[])
+ORDER BY p.log_score DESC NULLS LAST, i.item_id LIMIT $3
+"""
+
+_POPULAR = f"""
+SELECT {_ITEM_COLUMNS}
+FROM item_popularity p JOIN items i USING (item_id)
+WHERE i.active AND (cardinality($1::text[]) = 0 OR i.genres && $1::text[])
+ORDER BY p.user_count DESC, i.item_id LIMIT $2
+"""
+
+# The database's clock, the items whose model data changed since $1 (all when
+# NULL: the caller starts empty) and the inactive items.
+_CHANGES = """
+SELECT clock_timestamp() AS now,
+       CASE WHEN $1::timestamptz IS NULL THEN '{}'::text[]
+            ELSE ARRAY(SELECT item_id FROM item_popularity WHERE changed_at > $1) END AS changed,
+       ARRAY(SELECT item_id FROM items WHERE NOT active) AS inactive
+"""
+
+_ITEM_USERS = """
+SELECT i.item_id, coalesce(p.user_count, 0) AS users
+FROM items i LEFT JOIN item_popularity p USING (item_id) WHERE i.item_id = $1
+"""
+
+
+def _info(r: asyncpg.Record) -> ItemInfo:
+    return ItemInfo(r["item_id"], r["title"], frozenset(r["genres"]), int(r["user_count"]),
+                    float(r["log_score"]))  # fmt: skip
+
+
+async def history(conn: asyncpg.Connection, user_id: str) -> list[str]:
+    """Every item the user watched, most recent first (read fresh: read-after-write)."""
+    return [r["item_id"] for r in await conn.fetch(_HISTORY, user_id)]
+
+
+async def neighbours(
+    conn: asyncpg.Connection, seeds: Sequence[str], per_seed: int
+) -> dict[str, tuple[Neighbour, ...]]:
+    """Each seed's top ``per_seed`` active neighbours, normalised; () for a seed with none."""
+    rows = await conn.fetch(_NEIGHBOURS, list(seeds), per_seed)
+    raw: dict[str, list[tuple[ItemInfo, float]]] = {seed: [] for seed in seeds}
+    seed_users: dict[str, int] = {}
+    for r in rows:
+        raw[r["seed"]].append((_info(r), float(r["weight"])))
+        seed_users[r["seed"]] = int(r["seed_users"] or 0)
+    return {seed: normalise(seed_users.get(seed, 0), found) for seed, found in raw.items()}
+
+
+async def trending(conn: asyncpg.Connection, *, genres: Sequence[str] = (),
+                   exclude: Sequence[str] = (), limit: int) -> list[ItemInfo]:  # fmt: skip
+    """Active items by time-decayed popularity, strongest first."""
+    return [_info(r) for r in await conn.fetch(_TRENDING, list(genres), list(exclude), limit)]
+
+
+async def catalogue(conn: asyncpg.Connection, *, genres: Sequence[str],
+                    exclude: Sequence[str], limit: int) -> list[ItemInfo]:  # fmt: skip
+    """Active items, watched ones first, for when every list ran dry."""
+    return [_info(r) for r in await conn.fetch(_CATALOGUE, list(genres), list(exclude), limit)]
+
+
+async def popular(conn: asyncpg.Connection, *, genres: Sequence[str],
+                  limit: int) -> list[ItemInfo]:  # fmt: skip
+    """Active items by the number of users who watched them."""
+    return [_info(r) for r in await conn.fetch(_POPULAR, list(genres), limit)]
+
+
+async def model_changes(
+    conn: asyncpg.Connection, since: dt.datetime | None
+) -> tuple[dt.datetime, list[str], list[str]]:
+    """(database now, items changed since ``since``, inactive items)."""
+    row = await conn.fetchrow(_CHANGES, since)
+    assert row is not None
+    return row["now"], list(row["changed"]), list(row["inactive"])
+
+
+async def item_users(conn: asyncpg.Connection, item_id: str) -> int | None:
+    """How many users watched ``item_id``; None when the item is not in the catalogue."""
+    row = await conn.fetchrow(_ITEM_USERS, item_id)
+    return None if row is None else int(row["users"])

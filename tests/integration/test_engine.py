@@ -1,0 +1,194 @@
+"""apply_events and the Recommender against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import anyio
+import asyncpg
+import attrs
+import pytest
+
+from reco.db.pool import Database
+from reco.engine.ingest import apply_events
+from reco.engine.recommender import Recommender
+from reco.events import WatchEvent
+from reco.observability.readiness import Readiness
+from reco.settings import Settings
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def ev(n: int, user: str, item: str) -> WatchEvent:
+    return WatchEvent(f"e{n}-{user}-{item}", user, item, T0 + dt.timedelta(minutes=n))
+
+
+def watches(user: str, items: str, start: int = 0) -> list[WatchEvent]:
+    return [ev(start + i, user, item) for i, item in enumerate(items)]
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.executemany(
+            "INSERT INTO items (item_id, title, genres) VALUES ($1, $2, $3)",
+            [(c, f"Title {c}", ["Comedy"] if c in "aeiou" else ["Drama"]) for c in "abcdefghij"],
+        )
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def apply(conn: asyncpg.Connection, events: list[WatchEvent]) -> None:
+    async with conn.transaction():
+        await apply_events(conn, events)
+
+
+async def pairs(conn: asyncpg.Connection) -> dict[tuple[str, str], float]:
+    rows = await conn.fetch("SELECT item_id, other_item_id, weight FROM item_cooccurrence")
+    return {(r["item_id"], r["other_item_id"]): round(r["weight"], 9) for r in rows}
+
+
+class TestApplyEvents:
+    async def test_builds_history_popularity_and_pairs(self, conn: asyncpg.Connection) -> None:
+        await apply(conn, watches("u1", "abc"))
+        history = await conn.fetch("SELECT item_id FROM user_history WHERE user_id = 'u1' "
+                                   "ORDER BY last_watched_at DESC")  # fmt: skip
+        assert [r["item_id"] for r in history] == ["c", "b", "a"]
+        assert (
+            await conn.fetchval("SELECT user_count FROM item_popularity WHERE item_id = 'b'") == 1
+        )
+        assert await pairs(conn) == {("a", "b"): 1.0, ("a", "c"): 0.95, ("b", "c"): 1.0}
+
+    async def test_split_batches_add_up_to_one_batch(self, conn: asyncpg.Connection,
+                                                     database_url: str) -> None:  # fmt: skip
+        """Incremental: three batches give the same aggregates as one."""
+        events = watches("u1", "abcdef") + watches("u2", "fedcba", 10)
+        events.sort(key=lambda e: e.occurred_at)
+        for start in range(0, len(events), 4):
+            await apply(conn, events[start : start + 4])
+        incremental = await pairs(conn)
+        await conn.execute("TRUNCATE user_history, item_popularity, item_cooccurrence")
+        await apply(conn, events)
+        assert await pairs(conn) == incremental
+
+    async def test_rewatch_counts_a_watch_not_a_user(self, conn: asyncpg.Connection) -> None:
+        await apply(conn, watches("u1", "ab"))
+        before = await pairs(conn)
+        await apply(conn, [ev(9, "u1", "a")])
+        row = await conn.fetchrow(
+            "SELECT watch_count, user_count FROM item_popularity WHERE item_id = 'a'"
+        )
+        assert row is not None
+        assert (row["watch_count"], row["user_count"]) == (2, 1)
+        assert await pairs(conn) == before
+
+    async def test_empty_batch_is_a_no_op(self, conn: asyncpg.Connection) -> None:
+        await apply(conn, [])
+        assert await conn.fetchval("SELECT count(*) FROM user_history") == 0
+
+    async def test_concurrent_batches_neither_deadlock_nor_lose_updates(
+        self, conn: asyncpg.Connection, database_url: str
+    ) -> None:
+        """Two connections applying overlapping keys at once: every increment lands."""
+        other = await asyncpg.connect(database_url)
+        try:
+            batches = [[e for k in range(8) for e in watches(f"u{k}{w}", "abcdefghij"[k:] + "abc")]
+                       for w in range(2)]  # fmt: skip
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(apply, conn, batches[0])
+                    tg.start_soon(apply, other, batches[1])
+        finally:
+            await other.close()
+        watched = sum(len(b) for b in batches)
+        assert await conn.fetchval("SELECT sum(watch_count) FROM item_popularity") == watched
+        assert await conn.fetchval("SELECT sum(watch_count) FROM user_history") == watched
+
+
+@pytest.fixture
+async def recommender(settings: Settings, conn: asyncpg.Connection) -> AsyncIterator[Recommender]:
+    settings = attrs.evolve(settings, recs_cache_ttl=0.0)  # always re-sync: tests see writes
+    database = Database(settings, Readiness())
+    await database.open()
+    try:
+        yield Recommender(database, settings)
+    finally:
+        await database.aclose()
+
+
+def ids(found: object) -> list[str]:
+    return [s.item_id for s in found.items]  # type: ignore[attr-defined]
+
+
+class TestRecommender:
+    async def test_cold_user_gets_trending_to_the_limit(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        await apply(conn, watches("u1", "abc"))
+        found = await recommender.for_user("nobody", limit=5)
+        assert len(found.items) == 5
+        assert {s.reason.type for s in found.items} == {"trending"}
+
+    async def test_reflects_a_watch_at_once(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        """Read-after-write: the next list drops the watched item and explains by it."""
+        await apply(conn, watches("u1", "abcd") + watches("u2", "ef", 10))
+        await recommender.for_user("u3", limit=3)  # warm the caches
+        await apply(conn, [ev(20, "u3", "a")])
+        found = await recommender.for_user("u3", limit=3)
+        assert "a" not in ids(found)
+        assert ids(found)[0] == "b"
+        assert found.items[0].reason.type == "because_you_watched"
+        assert found.items[0].reason.item_id == "a"
+
+    async def test_never_watched_or_inactive_and_honours_filters(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        await apply(conn, watches("u1", "abcdefghij") + watches("u2", "ab", 20))
+        await recommender.for_user("u2", limit=3)  # warm the caches
+        await conn.execute("UPDATE items SET active = false WHERE item_id = 'c'")
+        found = await recommender.for_user("u2", limit=20, exclude=frozenset({"d"}))
+        assert set(ids(found)) == set("efghij")
+        comedies = await recommender.for_user("u2", limit=20, genres=["Comedy"])
+        assert ids(comedies) == ["e", "i"]
+
+    async def test_deterministic_for_the_same_state(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        await apply(conn, watches("u1", "abcdef") + watches("u2", "fbd", 10))
+        first = await recommender.for_user("u2", limit=10)
+        assert await recommender.for_user("u2", limit=10) == first
+
+    async def test_similar_and_popular(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        await apply(conn, watches("u1", "abc") + watches("u2", "ab", 10))
+        similar = await recommender.similar("a", limit=5)
+        assert similar is not None
+        assert ids(similar) == ["b", "c"]
+        assert await recommender.similar("nope", limit=5) is None
+        popular = await recommender.popular(limit=2)
+        assert ids(popular) == ["a", "b"]
+
+
+class TestModelCache:
+    async def test_lists_are_kept_until_their_item_changes(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        """A cached neighbour list survives syncs until the item's changed_at moves."""
+        await apply(conn, watches("u1", "abc"))
+        await apply(conn, [ev(10, "u2", "a")])
+        # Age the stamps past the sync's overlap window (for late commits).
+        await conn.execute("UPDATE item_popularity SET changed_at = changed_at - interval '1h'")
+        assert ids(await recommender.for_user("u2", limit=2)) == ["b", "c"]
+        # Reverse the weights behind the cache's back: no changed_at stamp.
+        await conn.execute("UPDATE item_cooccurrence SET weight = 10 - weight")
+        assert ids(await recommender.for_user("u2", limit=2)) == ["b", "c"]
+        await conn.execute("UPDATE item_popularity SET changed_at = clock_timestamp()")
+        assert ids(await recommender.for_user("u2", limit=2)) == ["c", "b"]
