@@ -32,8 +32,8 @@ def app() -> Quart:
         raise RuntimeError("secret internals: password=hunter2")
 
     @app.post("/echo")
-    async def echo() -> bytes:
-        return await request.get_data()
+    async def echo() -> str | bytes:
+        return await request.get_data(as_text=False)
 
     @app.get("/items/<item_id>")
     async def item(item_id: str) -> str:
