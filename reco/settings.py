@@ -186,7 +186,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     raw, problems = _read_environ(environ)
     known = {env_name(f.name) for f in attrs.fields(Settings)}
-    known |= {f"{env_name(f.name)}_FILE" for f in attrs.fields(Settings) if f.metadata.get("secret")}
+    known |= {
+        f"{env_name(f.name)}_FILE" for f in attrs.fields(Settings) if f.metadata.get("secret")
+    }
     problems += [
         f"{name}: unknown setting"
         for name in sorted(environ)

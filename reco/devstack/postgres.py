@@ -15,6 +15,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from reco.devstack.ports import free_port, wait_for_port
@@ -115,15 +116,32 @@ class EmbeddedPostgres:
         )  # fmt: skip
         log.close()
         process = self.process
-        wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: process.poll() is None)
-        self._wait_accepting(timeout)
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: process.poll() is None)
+            self._wait_accepting(timeout)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
 
     def _wait_accepting(self, timeout: float) -> None:
-        subprocess.run(
-            [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port),
-             "-t", str(int(timeout))],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        """Poll ``pg_isready`` until the server accepts connections (not just the port).
+
+        Exit status 1 means "rejecting" (still starting up or recovering): poll again.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            done = subprocess.run(
+                [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port),
+                 "-t", "5"],
+                check=False, capture_output=True,
+            )  # fmt: skip
+            if done.returncode == 0:
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited with {self.process.returncode}; see its log")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"postgres did not accept connections within {timeout:g} s")
+            time.sleep(0.05)  # a blocking helper, used before any event loop runs
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         out = subprocess.run(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -93,15 +92,16 @@ class TestMetrics:
         shutil.which("promtool") is None,
         reason="promtool not installed (Debian package `prometheus`; .ci/run installs it)",
     )
-    async def test_exposition_passes_promtool(self, settings: Settings, tmp_path: Path) -> None:
+    async def test_exposition_passes_promtool(self, settings: Settings) -> None:
         """`promtool check metrics` accepts /metrics (names, types, help, histograms)."""
         text = await self.scrape(settings)
-        done = subprocess.run(
-            ["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
-            timeout=30, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stdout + done.stderr == ""  # no lint warnings either
+        with anyio.fail_after(30):
+            done = await anyio.run_process(
+                ["promtool", "check", "metrics"], input=text.encode(), check=False
+            )
+        output = (done.stdout + done.stderr).decode()
+        assert done.returncode == 0, output
+        assert output == ""  # no lint warnings either
 
     async def test_names_types_and_labels(self, settings: Settings) -> None:
         """Counters end in _total, histograms have +Inf buckets, labels are route templates."""
