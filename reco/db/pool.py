@@ -91,8 +91,8 @@ class Database:
             on=is_transient,
             timeout=cfg.db_startup_deadline,
             attempts=None,
-            wait_initial=0.1,
-            wait_max=2.0,
+            wait_initial=cfg.db_retry_initial,
+            wait_max=cfg.db_retry_max,
         ):
             with attempt_ctx:
                 attempt += 1

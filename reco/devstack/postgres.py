@@ -8,6 +8,7 @@ as an unprivileged system user, like the wheel does.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -65,6 +66,24 @@ def _run_as() -> str | None:
 def _extra_groups(name: str | None) -> list[str] | None:
     # Drop root's groups too: a root group bit of 0 would deny what "other" allows.
     return None if name is None else []
+
+
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process exited meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _signal_quietly(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
 
 
 class EmbeddedPostgres:
@@ -152,14 +171,20 @@ class EmbeddedPostgres:
         return out.stdout
 
     def pause(self) -> None:
-        """Freeze the postmaster and every backend (a server that stops answering)."""
-        self._signal_all(signal.SIGSTOP)
+        """Freeze the postmaster and every backend (a server that stops answering).
+
+        Backends call setsid(), so a process-group signal would miss them: each
+        child of the postmaster is signalled by pid, the postmaster first so
+        that it forks no new ones.
+        """
+        os.kill(self.pid, signal.SIGSTOP)
+        for child in _children(self.pid):
+            _signal_quietly(child, signal.SIGSTOP)
 
     def resume(self) -> None:
-        self._signal_all(signal.SIGCONT)
-
-    def _signal_all(self, signum: int) -> None:
-        os.killpg(os.getpgid(self.pid), signum)
+        for child in _children(self.pid):
+            _signal_quietly(child, signal.SIGCONT)
+        os.kill(self.pid, signal.SIGCONT)
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -169,7 +194,9 @@ class EmbeddedPostgres:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(os.getpgid(self.pid), signal.SIGKILL)
+            for child in _children(self.pid):
+                _signal_quietly(child, signal.SIGKILL)
+            self.process.kill()
             self.process.wait(5)
 
     def remove(self) -> None:
