@@ -71,13 +71,13 @@ def _extra_groups(name: str | None) -> list[str] | None:
 def _children(pid: int) -> list[int]:
     """The pids whose parent is ``pid`` (Linux /proc)."""
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for status in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = status.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue  # the process exited meanwhile
         if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
+            found.append(int(status.parent.name))
     return found
 
 

@@ -201,7 +201,11 @@ class TestUnavailableServer:
         own_postgres.stop()
         db = Database(own_settings(own_postgres), Readiness())
         async with anyio.create_task_group() as tg:
-            tg.start_soon(anyio.to_thread.run_sync, own_postgres.start)
+
+            async def start_server() -> None:
+                await anyio.to_thread.run_sync(own_postgres.start)
+
+            tg.start_soon(start_server)
             with anyio.fail_after(30):
                 await db.open()
         try:
