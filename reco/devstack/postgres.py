@@ -68,7 +68,7 @@ def _extra_groups(name: str | None) -> list[str] | None:
     return None if name is None else []
 
 
-def _children(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
     """The pids whose parent is ``pid`` (Linux /proc)."""
     found = []
     for status in Path("/proc").glob("[0-9]*/stat"):
@@ -178,11 +178,11 @@ class EmbeddedPostgres:
         that it forks no new ones.
         """
         os.kill(self.pid, signal.SIGSTOP)
-        for child in _children(self.pid):
+        for child in children_of(self.pid):
             _signal_quietly(child, signal.SIGSTOP)
 
     def resume(self) -> None:
-        for child in _children(self.pid):
+        for child in children_of(self.pid):
             _signal_quietly(child, signal.SIGCONT)
         os.kill(self.pid, signal.SIGCONT)
 
@@ -194,7 +194,7 @@ class EmbeddedPostgres:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            for child in _children(self.pid):
+            for child in children_of(self.pid):
                 _signal_quietly(child, signal.SIGKILL)
             self.process.kill()
             self.process.wait(5)
