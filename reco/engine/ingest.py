@@ -16,4 +16,3 @@ from reco.events import WatchEvent
 async def apply_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> None:
     """Update user history, item popularity and co-occurrence for ``events``."""
     # Filled in by the engine issue (#5).
-    return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,6 @@ import anyio
 import asyncpg
 import attrs
 import pytest
-import structlog
 
 from reco.db.pool import CHECK, Database, connect
 from reco.devstack.ports import free_port
@@ -19,6 +18,7 @@ from reco.errors import DatabaseUnavailable
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.settings import AppEnv, Settings
+from tests.support.logs import Logs, captured_logs
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -147,8 +147,8 @@ def own_settings(server: EmbeddedPostgres, port: int | None = None) -> Settings:
 
 
 @pytest.fixture
-def logs() -> Iterator[list[MutableMapping[str, Any]]]:
-    with structlog.testing.capture_logs() as captured:
+def logs() -> Iterator[Logs]:
+    with captured_logs() as captured:
         yield captured
 
 
@@ -178,9 +178,7 @@ class TestUnavailableServer:
             db.stop_nowait()
         assert took < bound
 
-    async def test_start_up_gives_up_at_the_deadline(
-        self, logs: list[MutableMapping[str, Any]]
-    ) -> None:
+    async def test_start_up_gives_up_at_the_deadline(self, logs: Logs) -> None:
         """Nothing listening: open() retries with backoff, logging each try, then gives up."""
         settings = attrs.evolve(
             own_settings(EmbeddedPostgres(Path("/nonexistent")), port=free_port()),

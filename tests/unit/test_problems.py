@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 from quart import Quart, request
 
 from reco.api.app import create_app
@@ -15,10 +14,10 @@ from reco.api.state import AppState
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
+from tests.support.logs import Logs, captured_logs
 
 pytestmark = pytest.mark.anyio
 
-Logs = list[MutableMapping[str, Any]]
 LIMIT = 1024
 
 
@@ -44,9 +43,7 @@ def app() -> Quart:
 
 @pytest.fixture
 def logs() -> Iterator[Logs]:
-    with structlog.testing.capture_logs(
-        processors=[structlog.contextvars.merge_contextvars]
-    ) as captured:
+    with captured_logs() as captured:
         yield captured
 
 
