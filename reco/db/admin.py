@@ -40,7 +40,13 @@ async def check(conn: asyncpg.Connection, path: Path, connect: schema.Connect) -
         notes.append("schema comparison skipped until the naming and checksum findings are fixed")
     else:
         applied_files = [m for m in files if m.version in done]
-        findings += await schema.schema_drift(conn, connect, applied_files)
+        try:
+            findings += await schema.schema_drift(conn, connect, applied_files)
+        except asyncpg.InsufficientPrivilegeError:
+            notes.append(
+                "the live schema was NOT compared: this role may not CREATE DATABASE "
+                "(the expected schema is built in a scratch database); run as a role that may"
+            )
     return Report(findings, migrations.pending(files, done), notes)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import asyncpg
+import attrs
 import pytest
 
 from reco.db import admin, migrations
@@ -52,6 +53,10 @@ async def check(settings: Settings, conn: asyncpg.Connection) -> list[Finding]:
 
     report = await admin.check(conn, Path(settings.migrations_dir), connect_to)
     return report.findings
+
+
+async def connect_unused(database: str) -> asyncpg.Connection:
+    raise AssertionError("no scratch database should be created")
 
 
 def write(mdir: Path, name: str, sql: str) -> None:
@@ -235,6 +240,23 @@ class TestCheckFindings:
                 "public.items USING gin (genres)) is missing from the database"
             ),
         ]
+
+    async def test_role_without_createdb_gets_a_note(
+        self, settings: Settings, migrated: asyncpg.Connection, postgres: EmbeddedPostgres
+    ) -> None:
+        """Without CREATE DATABASE the schema comparison is skipped with a note, not a crash."""
+        role = "nocreate_" + unique_suffix()
+        postgres.psql(f"CREATE ROLE {role} LOGIN NOCREATEDB")
+        await migrated.execute(f"GRANT SELECT ON schema_migrations TO {role}")
+        url = settings.database_url.replace("postgres@", f"{role}@", 1)
+        limited = attrs.evolve(settings, database_url=url)
+        conn = await connect(limited)
+        try:
+            report = await admin.check(conn, Path(settings.migrations_dir), connect_unused)
+        finally:
+            await conn.close()
+        assert report.findings == []
+        assert "NOT compared" in report.notes[0]
 
     async def test_scratch_database_is_dropped(
         self, settings: Settings, migrated: asyncpg.Connection
