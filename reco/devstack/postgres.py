@@ -113,12 +113,14 @@ class EmbeddedPostgres:
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
             _open_path_to(self.data_dir)
         if not (pgdata / "PG_VERSION").exists():
-            subprocess.run(
+            done = subprocess.run(
                 [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", self.user,
                  "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                check=True, capture_output=True,
+                check=False, capture_output=True, text=True,
                 user=run_as, group=run_as, extra_groups=_extra_groups(run_as),
             )  # fmt: skip
+            if done.returncode != 0:
+                raise RuntimeError(f"initdb failed in {pgdata}: {done.stderr.strip()}")
         args = [
             str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata),
             "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.data_dir),

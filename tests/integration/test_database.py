@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -126,14 +127,19 @@ class TestComponent:
 
 
 @pytest.fixture(scope="module")
-def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    """A server of its own: these tests freeze and stop it."""
-    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("own")) / "pg", durable=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def own_postgres() -> Iterator[EmbeddedPostgres]:
+    """A server of its own: these tests freeze and stop it.
+
+    Not under tmp_path: a concurrent pytest resets /tmp/pytest-of-<user> to 0700, which
+    locks out the unprivileged user PostgreSQL runs as (when we are root).
+    """
+    with tempfile.TemporaryDirectory(prefix="reco-own-pg-") as tmp:
+        server = EmbeddedPostgres(Path(tmp) / "pg", durable=False)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def own_settings(server: EmbeddedPostgres, port: int | None = None) -> Settings:

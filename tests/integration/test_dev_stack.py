@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import tempfile
 from pathlib import Path
 
 import anyio
@@ -29,12 +30,17 @@ def alive(pid: int) -> bool:
 
 
 class TestDev:
-    async def test_serves_ready_and_stops_leaving_no_process(self, tmp_path: Path) -> None:
+    async def test_serves_ready_and_stops_leaving_no_process(self) -> None:
         """dev starts PostgreSQL and the broker, creates topics, serves /readyz 200; SIGTERM
         exits 0 and no child process survives."""
+        # Not tmp_path: a concurrent pytest resets /tmp/pytest-of-<user> to 0700, which
+        # locks out the unprivileged user PostgreSQL runs as (when we are root).
+        with tempfile.TemporaryDirectory(prefix="reco-dev-test-") as tmp:
+            await self.run_dev(Path(tmp) / "data")
+
+    async def run_dev(self, data_dir: Path) -> None:
         port = free_port()
         env = {"RECO_HTTP_BIND": f"127.0.0.1:{port}", "RECO_SHUTDOWN_TIMEOUT": "10"}
-        data_dir = tmp_path / "data"
         async with spawn(["-m", "reco", "dev", "--data-dir", str(data_dir)], env) as child:
             with anyio.fail_after(START):
                 stack = await child.wait_event("embedded stack up")
