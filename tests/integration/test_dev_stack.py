@@ -13,6 +13,7 @@ import pytest
 from reco.devstack.ports import free_port
 from reco.devstack.postgres import children_of
 from tests.support.process import spawn
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -61,3 +62,17 @@ class TestDev:
         assert (data_dir / "postgres" / "pgdata" / "PG_VERSION").exists()
         assert stack["database_url"].startswith("postgresql://")
         assert stack["kafka_bootstrap"].startswith("127.0.0.1:")
+
+    async def test_sigterm_during_start_up_leaves_no_process(self) -> None:
+        """SIGTERM while the embedded servers are starting still stops them all (exit 130)."""
+        with tempfile.TemporaryDirectory(prefix="reco-dev-test-") as tmp:
+            args = ["-m", "reco", "dev", "--data-dir", str(Path(tmp) / "data")]
+            async with spawn(args, {"RECO_HTTP_BIND": f"127.0.0.1:{free_port()}"}) as child:
+                pid = child.process.pid
+                await wait_until(lambda: bool(children_of(pid)), deadline=START)
+                started = children_of(pid)
+                child.signal(signal.SIGTERM)
+                with anyio.fail_after(STOP):
+                    status = await child.wait_exit()
+        assert status == 130
+        assert [p for p in started if alive(p)] == []
