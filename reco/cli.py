@@ -108,18 +108,24 @@ def _dev(settings: Settings, data_dir: Path | None) -> int:
     # the embedded servers started so far are stopped, never orphaned.
     signal.signal(signal.SIGTERM, _interrupt)
     with embedded_stack(data_dir) as (postgres, broker):
-        assert broker is not None
-        settings = attrs.evolve(
-            settings, database_url=postgres.url(DEV_DATABASE), kafka_bootstrap=broker.bootstrap,
-            migrate_on_start=True,
-        )  # fmt: skip
-        anyio.run(create_topics, settings, backend="asyncio")
-        log.info(
-            "embedded stack up", database_url=settings.database_url,
-            kafka_bootstrap=settings.kafka_bootstrap, http=f"http://{settings.http_bind}",
-            postgres_pid=postgres.pid, broker_pid=broker.pid,
-        )  # fmt: skip
-        return anyio.run(service.serve, settings, backend="asyncio")
+        try:
+            assert broker is not None
+            settings = attrs.evolve(
+                settings, database_url=postgres.url(DEV_DATABASE),
+                kafka_bootstrap=broker.bootstrap, migrate_on_start=True,
+            )  # fmt: skip
+            anyio.run(create_topics, settings, backend="asyncio")
+            log.info(
+                "embedded stack up", database_url=settings.database_url,
+                kafka_bootstrap=settings.kafka_bootstrap, http=f"http://{settings.http_bind}",
+                postgres_pid=postgres.pid, broker_pid=broker.pid,
+            )  # fmt: skip
+            return anyio.run(service.serve, settings, backend="asyncio")
+        finally:
+            # Stopping the servers is bounded (their stop timeouts): a further
+            # Ctrl-C must not cut it short and orphan one of them.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _evaluate(settings: Settings, path: Path, url: str | None) -> int:

@@ -68,6 +68,8 @@ class Settings:
     db_idle_in_transaction_timeout: float = attrs.field(default=30.0, validator=_positive)
     db_acquire_timeout: float = attrs.field(default=2.0, validator=_positive)
     db_startup_deadline: float = attrs.field(default=30.0, validator=_positive)
+    db_retry_initial: float = attrs.field(default=0.1, validator=_positive)
+    db_retry_max: float = attrs.field(default=2.0, validator=_positive)
     db_health_interval: float = attrs.field(default=2.0, validator=_positive)
     db_health_timeout: float = attrs.field(default=1.0, validator=_positive)
     migrate_on_start: bool | None = None  # None: on in development/test, off in production
@@ -190,7 +192,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     raw, problems = _read_environ(environ)
     known = {env_name(f.name) for f in attrs.fields(Settings)}
-    known |= {f"{env_name(f.name)}_FILE" for f in attrs.fields(Settings) if f.metadata.get("secret")}
+    known |= {
+        f"{env_name(f.name)}_FILE" for f in attrs.fields(Settings) if f.metadata.get("secret")
+    }
     problems += [
         f"{name}: unknown setting"
         for name in sorted(environ)

@@ -35,9 +35,11 @@ def workdir() -> Iterator[Path]:
 def postgres(workdir: Path) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(workdir / "postgres", durable=False)
     server.start()
-    make_template(server, default_dir())
-    yield server
-    server.stop()
+    try:
+        make_template(server, default_dir())
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ We bind the listening sockets ourselves so that the port is known (bind to
 port 0 in tests) and connections queue from the moment we report ready.
 Hypercorn gets a ``shutdown_trigger``, so it installs no signal handlers: the
 supervisor owns the signals. On stop it stops accepting and lets in-flight
-requests finish within ``graceful_timeout``.
+requests finish within ``graceful_timeout``. Cancelled, it stops at once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from quart import Quart
 from reco.observability.logs import get_logger
 
 log = get_logger("reco.api.server")
+
+ABORT_GRACE = 1.0  # seconds Hypercorn gets to close its connections once cancelled
 
 
 class HttpServer:
@@ -42,28 +44,48 @@ class HttpServer:
         for sock in sockets.insecure_sockets:
             sock.listen(self.config.backlog)
         self.port = int(sockets.insecure_sockets[0].getsockname()[1])
-        ready = anyio.Event()
+        ready, done = anyio.Event(), anyio.Event()
+        shield = anyio.CancelScope(shield=True)
 
         @self.app.before_serving
         async def _ready() -> None:
             ready.set()
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._serve, sockets)
-            await ready.wait()
-            host = sockets.insecure_sockets[0].getsockname()[0]
-            log.info("http listening", address=f"http://{host}:{self.port}")
-            task_status.started()
+            tg.start_soon(self._serve, sockets, shield, done)
+            try:
+                await ready.wait()
+                host = sockets.insecure_sockets[0].getsockname()[0]
+                log.info("http listening", address=f"http://{host}:{self.port}")
+                task_status.started()
+                await done.wait()
+            except anyio.get_cancelled_exc_class():
+                self._abort(shield)
+                raise
 
-    async def _serve(self, sockets: Sockets) -> None:
+    def _abort(self, shield: anyio.CancelScope) -> None:
+        """Cancelled: stop now, without waiting for in-flight requests.
+
+        Hypercorn is never cancelled from outside (pgjones/hypercorn#184: a
+        cancelled ``worker_serve`` raises InvalidStateError from its clean-up
+        and leaves its tasks behind); it is told to stop with no grace instead,
+        with a short backstop deadline.
+        """
+        self.config.graceful_timeout = 0.0
+        shield.deadline = anyio.current_time() + ABORT_GRACE
+        self._stop.set()
+
+    async def _serve(self, sockets: Sockets, shield: anyio.CancelScope, done: anyio.Event) -> None:
         try:
-            await worker_serve(
-                wrap_app(self.app, self.config.wsgi_max_body_size, "asgi"), self.config,
-                sockets=sockets, shutdown_trigger=self._stop.wait,
-            )  # fmt: skip
+            with shield:
+                await worker_serve(
+                    wrap_app(self.app, self.config.wsgi_max_body_size, "asgi"), self.config,
+                    sockets=sockets, shutdown_trigger=self._stop.wait,
+                )  # fmt: skip
         finally:
             for sock in sockets.insecure_sockets:
                 sock.close()
+            done.set()
 
     def stop_nowait(self) -> None:
         self._stop.set()

@@ -48,10 +48,16 @@ def server_settings(settings: Settings, application_name: str = "reco") -> dict[
     }
 
 
-async def connect(settings: Settings, application_name: str = "reco") -> asyncpg.Connection:
-    """A dedicated connection (advisory locks, LISTEN), with the pool's timeouts."""
+async def connect(
+    settings: Settings, application_name: str = "reco", *, database: str | None = None
+) -> asyncpg.Connection:
+    """A dedicated connection (advisory locks, LISTEN), with the pool's timeouts.
+
+    ``database`` overrides the one named in the URL (same server and credentials).
+    """
     conn: asyncpg.Connection = await asyncpg.connect(
         settings.database_url,
+        database=database,
         timeout=settings.db_connect_timeout,
         command_timeout=settings.db_statement_timeout + 1,
         server_settings=server_settings(settings, application_name),
@@ -85,8 +91,8 @@ class Database:
             on=is_transient,
             timeout=cfg.db_startup_deadline,
             attempts=None,
-            wait_initial=0.1,
-            wait_max=2.0,
+            wait_initial=cfg.db_retry_initial,
+            wait_max=cfg.db_retry_max,
         ):
             with attempt_ctx:
                 attempt += 1
@@ -112,8 +118,11 @@ class Database:
 
     async def prepare_schema(self) -> None:
         """Migrate (when told to) on a dedicated connection, then insist the schema is current."""
-        directory = Path(self.settings.migrations_dir) if self.settings.migrations_dir else None
-        directory = directory or migrations.default_dir()
+        directory = (
+            Path(self.settings.migrations_dir)
+            if self.settings.migrations_dir
+            else migrations.default_dir()
+        )
         if self.settings.should_migrate_on_start:
             conn = await connect(self.settings, "reco-migrate")
             try:

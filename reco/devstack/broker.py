@@ -47,7 +47,11 @@ class EmbeddedBroker:
         )  # fmt: skip
         log.close()
         process = self.process
-        wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: process.poll() is None)
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: process.poll() is None)
+        except BaseException:
+            self.stop()  # never leave a half-started broker behind
+            raise
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -8,6 +8,7 @@ as an unprivileged system user, like the wheel does.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -15,6 +16,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from reco.devstack.ports import free_port, wait_for_port
@@ -66,6 +68,24 @@ def _extra_groups(name: str | None) -> list[str] | None:
     return None if name is None else []
 
 
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process exited meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+def _signal_quietly(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
 class EmbeddedPostgres:
     """One PostgreSQL cluster in ``data_dir``, listening on 127.0.0.1:``port``."""
 
@@ -93,12 +113,14 @@ class EmbeddedPostgres:
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
             _open_path_to(self.data_dir)
         if not (pgdata / "PG_VERSION").exists():
-            subprocess.run(
+            done = subprocess.run(
                 [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", self.user,
                  "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                check=True, capture_output=True,
+                check=False, capture_output=True, text=True,
                 user=run_as, group=run_as, extra_groups=_extra_groups(run_as),
             )  # fmt: skip
+            if done.returncode != 0:
+                raise RuntimeError(f"initdb failed in {pgdata}: {done.stderr.strip()}")
         args = [
             str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata),
             "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.data_dir),
@@ -115,15 +137,32 @@ class EmbeddedPostgres:
         )  # fmt: skip
         log.close()
         process = self.process
-        wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: process.poll() is None)
-        self._wait_accepting(timeout)
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout, alive=lambda: process.poll() is None)
+            self._wait_accepting(timeout)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
 
     def _wait_accepting(self, timeout: float) -> None:
-        subprocess.run(
-            [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port),
-             "-t", str(int(timeout))],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        """Poll ``pg_isready`` until the server accepts connections (not just the port).
+
+        Exit status 1 means "rejecting" (still starting up or recovering): poll again.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            done = subprocess.run(
+                [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port),
+                 "-t", "5"],
+                check=False, capture_output=True,
+            )  # fmt: skip
+            if done.returncode == 0:
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited with {self.process.returncode}; see its log")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"postgres did not accept connections within {timeout:g} s")
+            time.sleep(0.05)  # a blocking helper, used before any event loop runs
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         out = subprocess.run(
@@ -134,14 +173,20 @@ class EmbeddedPostgres:
         return out.stdout
 
     def pause(self) -> None:
-        """Freeze the postmaster and every backend (a server that stops answering)."""
-        self._signal_all(signal.SIGSTOP)
+        """Freeze the postmaster and every backend (a server that stops answering).
+
+        Backends call setsid(), so a process-group signal would miss them: each
+        child of the postmaster is signalled by pid, the postmaster first so
+        that it forks no new ones.
+        """
+        os.kill(self.pid, signal.SIGSTOP)
+        for child in children_of(self.pid):
+            _signal_quietly(child, signal.SIGSTOP)
 
     def resume(self) -> None:
-        self._signal_all(signal.SIGCONT)
-
-    def _signal_all(self, signum: int) -> None:
-        os.killpg(os.getpgid(self.pid), signum)
+        for child in children_of(self.pid):
+            _signal_quietly(child, signal.SIGCONT)
+        os.kill(self.pid, signal.SIGCONT)
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -151,7 +196,9 @@ class EmbeddedPostgres:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(os.getpgid(self.pid), signal.SIGKILL)
+            for child in children_of(self.pid):
+                _signal_quietly(child, signal.SIGKILL)
+            self.process.kill()
             self.process.wait(5)
 
     def remove(self) -> None:

@@ -30,8 +30,12 @@ def embedded_stack(data_dir: Path | None = None, *, durable: bool = True,
             kafka.start()
         yield postgres, kafka
     finally:
-        if kafka is not None:
-            kafka.stop()
-        postgres.stop()
-        if temporary:
-            shutil.rmtree(root, ignore_errors=True)
+        try:
+            if kafka is not None:
+                kafka.stop()
+        finally:
+            try:
+                postgres.stop()
+            finally:
+                if temporary:
+                    shutil.rmtree(root, ignore_errors=True)

@@ -33,10 +33,16 @@ class Child:
         for line in self.lines:
             if predicate(line):
                 return line
-        while True:
-            line = await self._read_line()
-            if predicate(line):
-                return line
+        try:
+            while True:
+                line = await self._read_line()
+                if predicate(line):
+                    return line
+        except (anyio.EndOfStream, anyio.IncompleteRead):
+            tail = "\n".join(json.dumps(line) for line in self.lines[-40:])
+            raise AssertionError(
+                f"the process ended its output first; it printed:\n{tail}"
+            ) from None
 
     async def wait_event(self, event: str, **fields: Any) -> Line:
         return await self.wait_for(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-import urllib.parse
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import anyio
 import pytest
-import structlog
 
 from reco.errors import StartupError
 from reco.supervisor import EXIT_CRASHED, EXIT_OK, Component, Supervisor
 from tests.support.fakes import FakeComponent
+from tests.support.logs import Logs, captured_logs
 
 pytestmark = pytest.mark.anyio
 
 BOUND = 5.0  # generous upper bound for things that should take milliseconds
 Journal = list[tuple[str, str]]
-Logs = list[MutableMapping[str, Any]]
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -32,7 +30,7 @@ def journal() -> Journal:
 
 @pytest.fixture
 def logs() -> Iterator[Logs]:
-    with structlog.testing.capture_logs() as captured:
+    with captured_logs() as captured:
         yield captured
 
 
