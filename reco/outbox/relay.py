@@ -175,6 +175,11 @@ class OutboxRelay:
     def _set_leader(self, leading: bool) -> None:
         self.leading = leading
         metrics.outbox_leader.set({}, 1 if leading else 0)
+        current = self.readiness.get(CHECK)
+        if current is not None:  # readiness shows a change of leadership at once
+            self.readiness.set(
+                CHECK, current.ok, current.detail, **{**current.data, "leader": leading}
+            )
 
     # --- publishing --------------------------------------------------------------
     async def _publish_loop(self) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 import attrs
 import httpx
 
+from reco.evaluation.replay import store_batch
+from reco.events import WatchEvent
 from reco.settings import Settings
 from tests.support.service import RunningService, running_service
 
@@ -47,15 +49,17 @@ async def put_items(api: Api, items: Iterable[dict[str, Any]]) -> None:
 
 
 async def seed_popularity(api: Api, scores: dict[str, float]) -> None:
-    """Write item popularity rows directly (the engine's aggregate), highest score first."""
+    """Watch events through the engine's write path: the higher the score, the more users."""
+    ranked = sorted(scores, key=lambda item_id: -scores[item_id])
     now = dt.datetime.now(dt.UTC)
+    events = [
+        WatchEvent(f"seed-{item_id}-{n}", f"seed-user-{n}", item_id, now)
+        for rank, item_id in enumerate(ranked)
+        for n in range(len(ranked) - rank)
+    ]
     assert api.service.state.database is not None
     async with api.service.state.database.connection() as conn:
-        await conn.executemany(
-            "INSERT INTO item_popularity (item_id, watch_count, log_score, last_at)"
-            " VALUES ($1, 1, $2, $3)",
-            [(item_id, score, now) for item_id, score in scores.items()],
-        )
+        await store_batch(conn, events)
 
 
 async def seed_history(api: Api, user_id: str, item_ids: Iterable[str]) -> None:
