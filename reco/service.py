@@ -13,6 +13,7 @@ from collections.abc import Callable
 from reco.api.app import create_app
 from reco.api.server import HttpServer
 from reco.api.state import AppState
+from reco.consumer.component import WatchEventConsumer
 from reco.db.pool import Database
 from reco.engine.recommender import Recommender
 from reco.observability.logs import get_logger
@@ -32,6 +33,8 @@ def build(settings: Settings, *, on_http_ready: Callable[[HttpServer], None] | N
         recommender=Recommender(database, settings),
     )  # fmt: skip
     components: list[Component] = [database]
+    if settings.consumer_enabled:
+        components.append(WatchEventConsumer(settings, readiness, database))
     http = HttpServer(
         create_app(app_state), settings.http_bind,
         graceful_timeout=settings.shutdown_timeout / 2,
