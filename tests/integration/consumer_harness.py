@@ -68,10 +68,13 @@ async def send(client: AIOKafkaProducer, topic: str, values: Sequence[bytes | di
         await future
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    """Poll ``check`` until it is true, failing after ``timeout`` seconds."""
-    with anyio.fail_after(timeout):
-        while not await check():
+WAIT = 20.0  # seconds any one condition may take before the test fails
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]]) -> None:
+    """Poll ``check`` until it is true, failing after :data:`WAIT` seconds."""
+    with anyio.fail_after(WAIT):
+        while not await check():  # noqa: ASYNC110 - the condition lives in another process
             await anyio.sleep(0.05)
 
 
@@ -135,7 +138,7 @@ async def running_consumer(settings: Settings) -> AsyncIterator[Running]:
             database.stop_nowait()
 
 
-async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20.0) -> list[Any]:
+async def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
     """The first ``count`` records of ``topic`` (every partition, from the start)."""
     client = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=f"reader-{topic}",
@@ -144,7 +147,7 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20
     await client.start()
     records: list[Any] = []
     try:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(WAIT):
             while len(records) < count:
                 batch = await client.getmany(timeout_ms=100)
                 for items in batch.values():
@@ -153,3 +156,24 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             await client.stop()
     return records
+
+
+async def counting_apply(conn: asyncpg.Connection, events: Sequence[Any]) -> None:
+    """A stand-in for the engine's apply_events: counts each event into item_popularity.
+
+    It writes in the consumer's transaction, so ``sum(watch_count)`` equals the
+    number of stored events exactly when every event was applied exactly once.
+    """
+    if events:
+        await conn.executemany(
+            """INSERT INTO item_popularity (item_id, watch_count, log_score, last_at)
+               VALUES ($1, 1, 0, $2) ON CONFLICT (item_id)
+               DO UPDATE SET watch_count = item_popularity.watch_count + 1""",
+            [(e.item_id, e.occurred_at) for e in events],
+        )
+
+
+async def applied(store: Store) -> int:
+    """How many event applications the aggregates saw (see :func:`counting_apply`)."""
+    value: int = await store.fetchval("SELECT coalesce(sum(watch_count), 0) FROM item_popularity")
+    return value
