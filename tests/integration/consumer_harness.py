@@ -24,12 +24,13 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 def fast(settings: Settings, **changes: Any) -> Settings:
     """Tiny intervals so that tests wait on conditions, not on timers."""
-    return attrs.evolve(
-        settings, consumer_batch_wait=0.05, consumer_lag_interval=0.1,
-        consumer_heartbeat_interval=0.1, consumer_session_timeout=6.0,
-        consumer_drain_timeout=3.0, consumer_batch_timeout=2.0,
-        kafka_retry_initial=0.02, kafka_retry_max=0.2, **changes,
-    )  # fmt: skip
+    defaults: dict[str, Any] = {
+        "consumer_batch_wait": 0.05, "consumer_lag_interval": 0.1,
+        "consumer_heartbeat_interval": 0.1, "consumer_session_timeout": 6.0,
+        "consumer_drain_timeout": 3.0, "consumer_batch_timeout": 2.0,
+        "kafka_retry_initial": 0.02, "kafka_retry_max": 0.2,
+    }  # fmt: skip
+    return attrs.evolve(settings, **{**defaults, **changes})
 
 
 def event(n: int, *, user: str | None = None, item: str | None = None) -> dict[str, Any]:

@@ -184,7 +184,8 @@ def _ready(readiness: Readiness) -> Callable[[], Awaitable[bool]]:
 
 
 def _header(record: Any, name: str) -> str:
-    return dict(record.headers)[f"reco.dlq.{name}"].decode()
+    value: bytes = dict(record.headers)[f"reco.dlq.{name}"]
+    return value.decode()
 
 
 def _assigned(consumer: component.WatchEventConsumer) -> set[int]:
