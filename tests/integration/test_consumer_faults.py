@@ -170,7 +170,8 @@ class _PauseOnce:
 
 def _process_errors() -> float:
     try:
-        return float(metrics.consumer_errors.get({"stage": "process"}))
+        value: Any = metrics.consumer_errors.get({"stage": "process"})
+        return float(value)
     except KeyError:
         return 0.0
 
