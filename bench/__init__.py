@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures (``just bench <name>``), never timed tests."""
