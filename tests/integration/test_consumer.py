@@ -135,6 +135,30 @@ class TestGroup:
         assert await applied(store) == 800
 
 
+class TestReadiness:
+    async def test_stuck_consumer_fails_readiness(
+        self, kafka_settings: Settings, topics: Topics, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Lag above zero with no progress beyond consumer_stuck_after fails kafka_consumer."""
+        settings = fast(kafka_settings, consumer_stuck_after=0.3, consumer_drain_timeout=0.5)
+        release = anyio.Event()
+
+        async def stall(conn: Any, events: Any) -> None:
+            await release.wait()
+
+        monkeypatch.setattr(component, "apply_events", stall)
+        async with producer(settings.kafka_bootstrap) as client, running_consumer(settings) as run:
+            await wait_until(_ready(run.readiness))
+            await send(client, topics.watch_events, [event(n) for n in range(10)])
+            await wait_until(_not_ready(run.readiness))
+            state = run.readiness.get(component.CHECK)
+            release.set()
+            await wait_until(_ready(run.readiness))
+        assert state is not None
+        assert "no progress" in state.detail
+        assert state.data["lag"] > 0
+
+
 class TestCancellation:
     async def test_cancel_mid_batch(
         self, kafka_settings: Settings, topics: Topics, monkeypatch: pytest.MonkeyPatch
@@ -179,6 +203,14 @@ def _ready(readiness: Readiness) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         state = readiness.get(component.CHECK)
         return bool(state and state.ok)
+
+    return check
+
+
+def _not_ready(readiness: Readiness) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        state = readiness.get(component.CHECK)
+        return bool(state and not state.ok)
 
     return check
 

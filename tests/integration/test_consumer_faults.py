@@ -22,6 +22,7 @@ import pytest
 from reco.consumer import component
 from reco.db.migrations import default_dir
 from reco.devstack.broker import EmbeddedBroker
+from reco.devstack.ports import free_port
 from reco.devstack.postgres import EmbeddedPostgres
 from reco.observability import metrics
 from reco.settings import Settings
@@ -90,6 +91,31 @@ def _start(server: EmbeddedPostgres) -> None:
 def events(first: int, last: int) -> list[dict[str, Any]]:
     """Events with distinct users, so that they spread over every partition."""
     return [event(n, user=f"u{n}") for n in range(first, last)]
+
+
+class TestBrokerDownAtStart:
+    async def test_starts_degraded_then_connects(
+        self, kafka_settings: Settings, topics: Topics, tmp_path: Path
+    ) -> None:
+        """With no broker, it starts at once with readiness failing; it connects when one comes."""
+        broker = EmbeddedBroker(tmp_path / "late-broker", port=free_port())
+        settings = fast(kafka_settings, kafka_bootstrap=broker.bootstrap)
+        store = Store(settings.database_url)
+        with anyio.fail_after(30):
+            async with running_consumer(settings) as run:
+                state = run.readiness.get(component.CHECK)
+                assert state is not None
+                assert not state.ok
+                await anyio.to_thread.run_sync(broker.start)
+                try:
+                    async with producer(broker.bootstrap) as client:
+                        await send(client, topics.watch_events, events(0, 10))
+                        await wait_until(lambda: store.has(10))
+                    state = run.readiness.get(component.CHECK)
+                    assert state is not None
+                    assert state.ok
+                finally:
+                    await anyio.to_thread.run_sync(broker.stop)
 
 
 class TestBrokerRestart:
