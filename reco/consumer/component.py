@@ -13,6 +13,7 @@ and connects with backoff while readiness check ``kafka_consumer`` fails.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -127,7 +128,7 @@ class WatchEventConsumer:
 
     async def _close(self) -> None:
         """Leave the group and close the producer (shielded, bounded)."""
-        clients = (self._consumer, self._producer)
+        clients = (self._producer, self._consumer)  # the producer's stop cannot fail
         self._consumer = self._producer = None
         await _stop_quietly(clients, self.settings.kafka_request_timeout)
 
@@ -323,7 +324,13 @@ def _retriable_commit(exc: Exception) -> bool:
 
 
 async def _stop_quietly(clients: Iterable[Any], bound: float) -> None:
-    """Stop aiokafka clients, shielded, each within ``bound``; errors are logged."""
+    """Stop aiokafka clients, shielded, each within ``bound``; errors are logged.
+
+    aiokafka's ``AIOKafkaConsumer.stop()`` can raise ``CancelledError``: its
+    fetcher cancels its own fetch tasks and then awaits them. Under our shield
+    that cannot be a cancellation aimed at us, so it is logged, not propagated
+    (propagated, it would end ``run()`` as if the component were cancelled).
+    """
     with anyio.CancelScope(shield=True):
         for client in clients:
             if client is None:
@@ -333,3 +340,5 @@ async def _stop_quietly(clients: Iterable[Any], bound: float) -> None:
                     await client.stop()
                 except Exception as exc:  # noqa: BLE001 - closing is best effort
                     log.warning("kafka client did not stop cleanly", error=repr(exc))
+                except asyncio.CancelledError:
+                    log.warning("kafka client stop leaked a CancelledError; ignored")

@@ -48,8 +48,8 @@ def encode(obj: dict[str, Any]) -> bytes:
 @asynccontextmanager
 async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
     client = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
-    await client.start()
     try:
+        await client.start()
         yield client
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
