@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -29,6 +30,7 @@ from tests.integration.consumer_harness import (
     send,
     wait_until,
 )
+from tests.support.service import running_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -157,6 +159,24 @@ class TestReadiness:
         assert state is not None
         assert "no progress" in state.detail
         assert state.data["lag"] > 0
+
+
+class TestService:
+    async def test_wired_into_the_service(self, kafka_settings: Settings, topics: Topics) -> None:
+        """The service runs the consumer: events land and /readyz lists kafka_consumer as ok."""
+        settings = fast(kafka_settings)
+        store = Store(settings.database_url)
+        async with (
+            producer(settings.kafka_bootstrap) as client,
+            running_service(settings) as svc,
+            httpx.AsyncClient(base_url=svc.base_url) as http,
+        ):
+            await send(client, topics.watch_events, [event(n) for n in range(20)])
+            await wait_until(lambda: store.has(20))
+            await wait_until(_ready(svc.state.readiness))
+            response = await http.get("/readyz")
+        assert response.json()["checks"][component.CHECK]["status"] == "ok"
+        assert await applied(store) == 20
 
 
 class TestCancellation:
