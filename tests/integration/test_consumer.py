@@ -115,21 +115,21 @@ class TestDeadLetters:
 
 class TestGroup:
     async def test_two_consumers_share(self, kafka_settings: Settings, topics: Topics) -> None:
-        """Two consumers in one group split the partitions; the totals are exact."""
-        settings = fast(kafka_settings)
+        """A second consumer joining mid-stream takes partitions over; the totals are exact."""
+        settings = fast(kafka_settings, consumer_batch_max=50)
         store = Store(settings.database_url)
         async with (
             producer(settings.kafka_bootstrap) as client,
             running_consumer(settings) as one,
-            running_consumer(settings) as two,
+            anyio.create_task_group() as tg,
         ):
-            await send(client, topics.watch_events, [event(n, user=f"u{n}") for n in range(400)])
-            await wait_until(lambda: _both_assigned(one.consumer, two.consumer))
-            await send(
-                client, topics.watch_events, [event(n, user=f"u{n}") for n in range(400, 800)]
-            )
-            await wait_until(lambda: store.has(800))
-            parts = [_assigned(one.consumer), _assigned(two.consumer)]
+            tg.start_soon(_trickle, client, topics.watch_events, 800, "u")
+            await wait_until(lambda: store.has(100))
+            assert len(_assigned(one.consumer)) == 4
+            async with running_consumer(settings) as two:
+                await wait_until(lambda: _both_assigned(one.consumer, two.consumer))
+                await wait_until(lambda: store.has(800))
+                parts = [_assigned(one.consumer), _assigned(two.consumer)]
         assert parts[0]
         assert parts[1]
         assert not parts[0] & parts[1]
@@ -213,9 +213,11 @@ class TestCancellation:
         assert await _committed(settings) == {}
 
 
-async def _trickle(client: Any, topic: str, total: int) -> None:
+async def _trickle(client: Any, topic: str, total: int, user: str | None = None) -> None:
+    """Produce ``total`` events in small steps (distinct users when ``user`` is a prefix)."""
     for start in range(0, total, 10):
-        await send(client, topic, [event(n) for n in range(start, start + 10)])
+        chunk = range(start, start + 10)
+        await send(client, topic, [event(n, user=f"{user}{n}" if user else None) for n in chunk])
         await anyio.sleep(0.02)
 
 
