@@ -213,6 +213,32 @@ class TestCancellation:
         assert await _committed(settings) == {}
 
 
+class TestGracefulStop:
+    async def test_hung_batch_is_abandoned_at_the_drain_bound(
+        self, kafka_settings: Settings, topics: Topics, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """stop_nowait with a batch that cannot finish returns after the drain bound, commits nothing."""
+        settings = fast(kafka_settings, consumer_drain_timeout=0.5)
+        store = Store(settings.database_url)
+        entered = anyio.Event()
+
+        async def hang(conn: Any, events: Any) -> None:
+            entered.set()
+            await anyio.sleep_forever()
+
+        monkeypatch.setattr(component, "apply_events", hang)
+        async with producer(settings.kafka_bootstrap) as client:
+            await send(client, topics.watch_events, [event(n) for n in range(20)])
+            async with running_consumer(settings):
+                with anyio.fail_after(20):
+                    await entered.wait()
+                began = anyio.current_time()
+            elapsed = anyio.current_time() - began
+        assert elapsed < 3
+        assert await store.count() == 0
+        assert await _committed(settings) == {}
+
+
 async def _trickle(client: Any, topic: str, total: int, user: str | None = None) -> None:
     """Produce ``total`` events in small steps (distinct users when ``user`` is a prefix)."""
     for start in range(0, total, 10):
