@@ -326,11 +326,11 @@ def _retriable_commit(exc: Exception) -> bool:
 async def _stop_quietly(clients: Iterable[Any], bound: float) -> None:
     """Stop aiokafka clients, shielded, each within ``bound``; errors are logged.
 
-    aiokafka's ``AIOKafkaConsumer.stop()`` can raise ``CancelledError``: its
-    fetcher cancels its own fetch tasks and then awaits them (aio-libs/aiokafka
-    issue 647, still open for 0.14). Under our shield
-    that cannot be a cancellation aimed at us, so it is logged, not propagated
-    (propagated, it would end ``run()`` as if the component were cancelled).
+    aiokafka's ``AIOKafkaConsumer.stop()`` can raise ``CancelledError`` (seen
+    with 0.14: its fetcher cancels its own fetch tasks, then awaits them; cf.
+    aio-libs/aiokafka issue 647). Under our shield that cannot be a
+    cancellation aimed at us, so it is logged, not propagated (propagated, it
+    would end ``run()`` as if the component had been cancelled).
     """
     with anyio.CancelScope(shield=True):
         for client in clients:
