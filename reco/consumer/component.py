@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 import stamina
+from structlog.contextvars import bound_contextvars
 
 from reco.consumer import dead_letter
 from reco.consumer.batch import BatchPlan, Progress, committable, lag_of, merge, new_in_order
@@ -61,6 +62,7 @@ class WatchEventConsumer:
         self._progress = Progress(settings.consumer_stuck_after, 0.0)
         self._consumer: Any = None
         self._producer: Any = None
+        self._batches = 0  # a sequence number for the logs
 
     # ------------------------------------------------------------- lifecycle
     async def run(
@@ -176,8 +178,13 @@ class WatchEventConsumer:
         return records
 
     async def _handle(self, records: Mapping[Any, Sequence[Any]]) -> None:
+        self._batches += 1
+        partitions = sorted(tp.partition for tp in records)
         try:
-            with anyio.CancelScope() as scope:
+            with (
+                anyio.CancelScope() as scope,
+                bound_contextvars(component=self.name, batch=self._batches, partitions=partitions),
+            ):
                 self._batch_scope = scope
                 if self._stop.is_set():
                     self._drain_deadline(scope)
