@@ -25,11 +25,12 @@ import asyncpg
 
 from reco.db import migrations
 from reco.db.pool import Database
+from reco.db.queries import watch_events
 from reco.devstack.stack import DEV_DATABASE, embedded_stack
 from reco.engine import ingest, queries, scoring
 from reco.engine.recommender import Recommender
 from reco.evaluation import data
-from reco.evaluation.replay import EVENTS_SQL, ITEMS_SQL, event_of
+from reco.evaluation.replay import ITEMS_SQL, event_of
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
 
@@ -84,13 +85,7 @@ async def main(url: str, path: Path) -> None:
         chunk = events[start : start + BATCH]
         async with conn.transaction():
             began = time.perf_counter()
-            await conn.execute(
-                EVENTS_SQL,
-                [e.event_id for e in chunk],
-                [e.user_id for e in chunk],
-                [e.item_id for e in chunk],
-                [e.occurred_at for e in chunk],
-            )
+            await watch_events.insert_new(conn, chunk)
             stored = time.perf_counter()
             await ingest.apply_events(timed, chunk)  # type: ignore[arg-type]
             ceiling.append(stored - began)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -47,7 +48,20 @@ def _identifier(obj: dict[str, Any], name: str) -> str:
         raise InvalidMessage(f"{name}: expected a string, got {type(value).__name__}")
     if not value or len(value) > MAX_ID_LENGTH:
         raise InvalidMessage(f"{name}: must be 1 to {MAX_ID_LENGTH} characters")
+    if not _storable(value):
+        raise InvalidMessage(f"{name}: contains NUL or a lone surrogate")
     return value
+
+
+def _storable(value: str) -> bool:
+    """PostgreSQL text holds neither NUL nor (as UTF-8) a lone surrogate; JSON can spell both."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _timestamp(obj: dict[str, Any]) -> dt.datetime:
@@ -62,6 +76,10 @@ def _timestamp(obj: dict[str, Any]) -> dt.datetime:
         raise InvalidMessage("occurred_at: not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None:
         raise InvalidMessage("occurred_at: the timestamp needs a UTC offset")
+    try:
+        parsed.astimezone(dt.UTC)  # what the database driver does; year 1 or 9999 may overflow
+    except OverflowError:
+        raise InvalidMessage("occurred_at: out of range") from None
     return parsed
 
 
@@ -92,3 +110,10 @@ def parse_watch_event(obj: Any) -> WatchEvent:
         item_id=_identifier(obj, "item_id"), occurred_at=_timestamp(obj),
         watched_seconds=_optional_seconds(obj), completed=_optional_bool(obj),
     )  # fmt: skip
+
+
+def new_in_order(events: Iterable[WatchEvent], new_ids: Iterable[str]) -> list[WatchEvent]:
+    """The events whose id is in ``new_ids``, ordered by ``occurred_at`` (then id)."""
+    wanted = set(new_ids)
+    chosen = [event for event in events if event.event_id in wanted]
+    return sorted(chosen, key=lambda e: (e.occurred_at, e.event_id))

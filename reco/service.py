@@ -8,11 +8,10 @@ impression writer drains before the relay finishes its last batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from reco.api.app import create_app
 from reco.api.server import HttpServer
 from reco.api.state import AppState
+from reco.consumer.component import WatchEventConsumer
 from reco.db.pool import Database
 from reco.engine.recommender import Recommender
 from reco.impressions.buffer import ImpressionBuffer
@@ -26,8 +25,9 @@ from reco.supervisor import Component, Supervisor
 log = get_logger("reco.service")
 
 
-def build(settings: Settings, *, on_http_ready: Callable[[HttpServer], None] | None = None,
-          handle_signals: bool = True) -> tuple[Supervisor, AppState, HttpServer]:  # fmt: skip
+def build(
+    settings: Settings, *, handle_signals: bool = True
+) -> tuple[Supervisor, AppState, HttpServer]:
     readiness = Readiness()
     database = Database(settings, readiness)
     app_state = AppState(
@@ -40,6 +40,8 @@ def build(settings: Settings, *, on_http_ready: Callable[[HttpServer], None] | N
     if settings.relay_enabled:
         components.append(OutboxRelay(settings, database, readiness))
     components.append(ImpressionWriter(settings, database, impressions))
+    if settings.consumer_enabled:
+        components.append(WatchEventConsumer(settings, readiness, database))
     http = HttpServer(
         create_app(app_state), settings.http_bind,
         graceful_timeout=settings.shutdown_timeout / 2,

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from reco.db.queries import watch_events
 from reco.engine import aggregates
-from reco.events import WatchEvent
+from reco.events import WatchEvent, new_in_order
 
 _WINDOWS = """
 SELECT u.user_id, h.item_id, h.last_watched_at
@@ -127,3 +128,14 @@ async def _upsert_cooccurrence(
         await conn.execute(
             _COOCCURRENCE, [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs]
         )
+
+
+async def store_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> list[str]:
+    """The consumer's write path for one batch, in the caller's transaction.
+
+    Inserts the events (unique by ``event_id``), applies only the new ones in
+    time order, and returns the ids that were new.
+    """
+    new_ids = await watch_events.insert_new(conn, events)
+    await apply_events(conn, new_in_order(events, new_ids))
+    return new_ids

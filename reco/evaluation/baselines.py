@@ -74,7 +74,7 @@ def _fit_recommend(
 ) -> Lists:
     import numpy as np
     import scipy.sparse as sp
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     items = sorted({r.item_id for rows in train.values() for r in rows})
     index = {item: i for i, item in enumerate(items)}

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import anyio
 import asyncpg
 
-from reco.engine.ingest import apply_events
+from reco.engine.ingest import store_events
 from reco.engine.recommender import Recommender
 from reco.evaluation.data import Item, Rating
 from reco.evaluation.progress import Progress
@@ -27,13 +27,6 @@ from reco.events import WatchEvent
 
 BATCH = 1000
 ITEM_BATCH = 1000
-
-EVENTS_SQL = """
-INSERT INTO watch_events (event_id, user_id, item_id, occurred_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id
-"""
 
 ITEMS_SQL = """
 INSERT INTO items (item_id, title, genres)
@@ -52,16 +45,9 @@ def event_of(rating: Rating) -> WatchEvent:
 
 
 async def store_batch(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> int:
-    """What the consumer does with one batch: store new events, apply them; in one transaction."""
+    """What the consumer does with one batch, in one transaction; how many were new."""
     async with conn.transaction():
-        rows = await conn.fetch(
-            EVENTS_SQL, [e.event_id for e in events], [e.user_id for e in events],
-            [e.item_id for e in events], [e.occurred_at for e in events],
-        )  # fmt: skip
-        stored = {r["event_id"] for r in rows}
-        new = [e for e in events if e.event_id in stored]
-        await apply_events(conn, new)
-    return len(new)
+        return len(await store_events(conn, events))
 
 
 async def load_items(conn: asyncpg.Connection, items: Sequence[Item]) -> None:

@@ -1,0 +1,292 @@
+"""Consumer throughput: ML-100K ratings through the broker into PostgreSQL, end to end.
+
+Two runs on one embedded PostgreSQL and one broker, each on its own topic and
+database, each timed from the first produce to the last event stored:
+
+* ceiling: a bare aiokafka loop, one ``INSERT ... ON CONFLICT DO NOTHING`` per
+  batch, no validation beyond JSON, no aggregates, commit after each batch;
+* consumer: the real :class:`~reco.consumer.component.WatchEventConsumer`
+  (validation, dead-letter checks, one transaction per batch, apply_events).
+
+It prints both rates and their ratio. Run: ``just bench consumer [--data PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+import attrs
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from reco.consumer.component import WatchEventConsumer
+from reco.db import migrations
+from reco.db.pool import Database
+from reco.devstack.broker import EmbeddedBroker
+from reco.devstack.postgres import EmbeddedPostgres
+from reco.events import parse_watch_event
+from reco.observability import metrics
+from reco.observability.readiness import Readiness
+from reco.settings import AppEnv, Settings
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path("shared/datasets/ml-100k/ml-100k.inter")
+# ../shared from the repository root; from a worktree under wt/, one level further up.
+DEFAULT_DATA = next(
+    (root / DATA for root in (REPO.parent, REPO.parent.parent) if (root / DATA).exists()),
+    REPO.parent / DATA,
+)
+INSERT = """
+INSERT INTO watch_events (event_id, user_id, item_id, occurred_at, watched_seconds, completed)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                     $5::float8[], $6::boolean[])
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+def load(path: Path, limit: int | None) -> list[tuple[bytes, bytes]]:
+    """(key, value) per rating: event id from user, item and time; occurred_at from the time."""
+    messages = []
+    with path.open() as lines:
+        next(lines)  # header: user_id:token item_id:token rating:float timestamp:float
+        for line in lines:
+            user, item, rating, stamp = line.split("\t")
+            seconds = int(float(stamp))
+            value = {
+                "event_id": f"ml-{user}-{item}-{seconds}", "user_id": user, "item_id": item,
+                "occurred_at": dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(),
+                "completed": float(rating) >= 4,
+            }  # fmt: skip
+            messages.append((user.encode(), json.dumps(value).encode()))
+            if limit and len(messages) >= limit:
+                break
+    return messages
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+    """Send everything (acks=all, batched by linger); the seconds it took."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
+                                linger_ms=5, max_batch_size=256 * 1024)  # fmt: skip
+    await producer.start()
+    began = time.perf_counter()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()
+    return time.perf_counter() - began
+
+
+@attrs.define
+class Run:
+    """One measured run: ``stored()`` counts events stored so far (in-process, no polling SQL)."""
+
+    bootstrap: str
+    topic: str
+    stored: Callable[[], int]
+    assigned: Callable[[], bool]
+
+    async def end_to_end(self, messages: list[tuple[bytes, bytes]]) -> tuple[float, float]:
+        """(seconds from the first produce to all stored, seconds producing took)."""
+        await wait_for(self.assigned)
+        began = time.perf_counter()
+        produced: list[float] = []
+        async with anyio.create_task_group() as tg:
+
+            async def _produce() -> None:
+                produced.append(await produce(self.bootstrap, self.topic, messages))
+
+            tg.start_soon(_produce)
+            await wait_for(lambda: self.stored() >= len(messages), poll=0.005)
+        return time.perf_counter() - began, produced[0]
+
+    async def drain(self, total: int) -> float:
+        """Seconds from the group assignment to all of a produced backlog stored."""
+        await wait_for(self.assigned, poll=0.002)
+        began = time.perf_counter()
+        await wait_for(lambda: self.stored() >= total, poll=0.005)
+        return time.perf_counter() - began
+
+
+async def wait_for(condition: Callable[[], bool], poll: float = 0.05) -> None:
+    with anyio.fail_after(120):
+        while not condition():  # noqa: ASYNC110 - state inside aiokafka or a counter
+            await anyio.sleep(poll)
+
+
+@asynccontextmanager
+async def bare(bootstrap: str, url: str, topic: str, batch: int) -> AsyncIterator[Run]:
+    """The ceiling: a bare aiokafka loop, one batched INSERT and a commit per batch."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{topic}",
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_poll_records=batch)  # fmt: skip
+    await consumer.start()
+    conn = await asyncpg.connect(url)
+    stored = [0]
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bare_loop, consumer, conn, batch, stored)
+            yield Run(bootstrap, topic, lambda: stored[0], lambda: bool(consumer.assignment()))
+            tg.cancel_scope.cancel()
+    finally:
+        await conn.close()
+        await consumer.stop()
+
+
+async def bare_loop(consumer: Any, conn: asyncpg.Connection, batch: int, stored: list[int]) -> None:
+    while True:
+        records = await consumer.getmany(timeout_ms=100, max_records=batch)
+        rows = [json.loads(r.value) for part in records.values() for r in part]
+        if not rows:
+            continue
+        await conn.execute(
+            INSERT, [r["event_id"] for r in rows], [r["user_id"] for r in rows],
+            [r["item_id"] for r in rows],
+            [dt.datetime.fromisoformat(r["occurred_at"]) for r in rows],
+            [r.get("watched_seconds") for r in rows], [r.get("completed") for r in rows],
+        )  # fmt: skip
+        stored[0] += len(rows)
+        await consumer.commit()
+
+
+@asynccontextmanager
+async def real(settings: Settings) -> AsyncIterator[Run]:
+    """The consumer component with the database component, as the service runs them."""
+    readiness = Readiness()
+    database = Database(settings, readiness)
+    component = WatchEventConsumer(settings, readiness, database)
+    base = handled()
+    async with anyio.create_task_group() as tg:
+        await tg.start(database.run)
+        await tg.start(component.run)
+
+        def assigned() -> bool:
+            client: Any = component._consumer  # the bench peeks: has the group been joined?
+            return bool(client and client.assignment())
+
+        yield Run(settings.kafka_bootstrap, settings.watch_events_topic,
+                  lambda: handled() - base, assigned)  # fmt: skip
+        component.stop_nowait()
+        database.stop_nowait()
+
+
+def handled() -> int:
+    """Messages the consumer has finished with (stored, duplicate or dead-lettered)."""
+    values: Any = metrics.consumer_messages.values
+    return int(sum(values.values()))
+
+
+async def fresh_database(postgres: EmbeddedPostgres, name: str) -> str:
+    postgres.psql(f"CREATE DATABASE {name}")
+    conn = await asyncpg.connect(postgres.url(name))
+    try:
+        await migrations.migrate(conn, migrations.default_dir())
+    finally:
+        await conn.close()
+    return postgres.url(name)
+
+
+MODES = ("end-to-end", "backlog")
+
+
+async def bench(
+    args: argparse.Namespace, postgres: EmbeddedPostgres, broker: EmbeddedBroker
+) -> None:
+    messages = load(args.data, args.limit)
+    parse_watch_event(json.loads(messages[0][1]))  # the data set is valid for the real consumer
+    total = len(messages)
+    print(f"events: {total} from {args.data}; batch_max {args.batch}")
+    rates: dict[tuple[str, str], float] = {}
+    for mode in MODES:
+        for name in ("ceiling", "consumer"):
+            tag = f"{name}_{mode.replace('-', '_')}"
+            url, topic = await fresh_database(postgres, tag), f"bench.{tag}"
+            if mode == "backlog":
+                await produce(broker.bootstrap, topic, messages)  # before the consumer starts
+            async with run_for(name, args, broker.bootstrap, url, topic) as run:
+                seconds, note = await measure(run, mode, messages)
+            await check_stored(url, total)
+            rates[name, mode] = total / seconds
+            print(f"  {name:8} {mode:10}: {total / seconds:9,.0f} events/s ({seconds:.2f} s{note})")
+    for mode in MODES:
+        ratio = rates["consumer", mode] / rates["ceiling", mode]
+        print(f"ratio consumer/ceiling ({mode}): {ratio:.2f}")
+
+
+async def measure(run: Run, mode: str, messages: list[tuple[bytes, bytes]]) -> tuple[float, str]:
+    if mode == "backlog":
+        return await run.drain(len(messages)), ""
+    seconds, producing = await run.end_to_end(messages)
+    return seconds, f"; producing alone {producing:.2f} s"
+
+
+def run_for(
+    name: str, args: argparse.Namespace, bootstrap: str, url: str, topic: str
+) -> AbstractAsyncContextManager[Run]:
+    if name == "ceiling":
+        return bare(bootstrap, url, topic, args.batch)
+    settings = Settings(
+        app_env=AppEnv.TEST, database_url=url, kafka_bootstrap=bootstrap,
+        watch_events_topic=topic, dead_letter_topic=f"{topic}.dlq", consumer_group=f"g-{topic}",
+        consumer_batch_max=args.batch, consumer_batch_wait=args.wait,
+    )  # fmt: skip
+    return real(settings)
+
+
+async def check_stored(url: str, total: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        stored = await conn.fetchval("SELECT count(*) FROM watch_events")
+    finally:
+        await conn.close()
+    if stored != total:
+        raise SystemExit(f"stored {stored} events, expected {total}")
+
+
+def start_postgres(server: EmbeddedPostgres) -> None:
+    """Start, tolerating pg_isready's early 'starting up' answer."""
+    try:
+        server.start()
+    except subprocess.CalledProcessError:
+        for _ in range(100):
+            try:
+                server._wait_accepting(5)
+                return
+            except subprocess.CalledProcessError:
+                time.sleep(0.1)
+        raise
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench consumer", description=__doc__)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an ML-100K .inter file")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N ratings")
+    parser.add_argument("--batch", type=int, default=1000, help="batch size (both runs)")
+    parser.add_argument("--wait", type=float, default=0.1, help="consumer_batch_wait seconds")
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        print(f"no data set at {args.data} (use --data)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="reco-bench-") as root:
+        postgres = EmbeddedPostgres(Path(root) / "postgres", durable=True)
+        broker = EmbeddedBroker(Path(root) / "broker")
+        try:
+            start_postgres(postgres)
+            broker.start()
+            anyio.run(bench, args, postgres, broker)
+        finally:
+            broker.stop()
+            postgres.stop()
+    return 0

@@ -1,0 +1,115 @@
+"""Batch planning and progress tracking: plain functions over values, no I/O.
+
+A fetched batch becomes a :class:`BatchPlan`: the valid events (unique by
+``event_id``, the first occurrence kept), the rejected records (for the
+dead-letter topic), the number of repeats within the batch and, per
+partition, the offset to commit once the batch is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from reco.consumer.decode import InvalidRecord, decode_value
+from reco.events import WatchEvent
+
+
+class Record(Protocol):
+    """What the consumer reads from a Kafka record (aiokafka's ConsumerRecord has it)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+@attrs.frozen
+class Rejected:
+    record: Record
+    error: InvalidRecord
+
+
+@attrs.frozen
+class BatchPlan:
+    events: tuple[WatchEvent, ...]
+    rejected: tuple[Rejected, ...]
+    duplicates: int
+    next_offsets: Mapping[Any, int]  # TopicPartition -> last offset + 1
+    size: int
+
+
+def plan_batch(records: Mapping[Any, Sequence[Record]], max_bytes: int) -> BatchPlan:
+    """Decode, validate and de-duplicate one fetched batch (``getmany`` output)."""
+    events: dict[str, WatchEvent] = {}
+    rejected: list[Rejected] = []
+    duplicates = size = 0
+    next_offsets: dict[Any, int] = {}
+    for tp, batch in records.items():
+        for record in batch:
+            size += 1
+            next_offsets[tp] = max(next_offsets.get(tp, 0), record.offset + 1)
+            try:
+                event = decode_value(record.value, max_bytes)
+            except InvalidRecord as exc:
+                rejected.append(Rejected(record, exc))
+                continue
+            if event.event_id in events:
+                duplicates += 1
+            else:
+                events[event.event_id] = event
+    return BatchPlan(tuple(events.values()), tuple(rejected), duplicates, next_offsets, size)
+
+
+def merge(first: Mapping[Any, list[Any]], more: Mapping[Any, list[Any]]) -> dict[Any, list[Any]]:
+    """Append ``more`` (a later ``getmany`` result) to ``first``, partition by partition."""
+    merged = {tp: list(records) for tp, records in first.items()}
+    for tp, records in more.items():
+        merged.setdefault(tp, []).extend(records)
+    return merged
+
+
+def committable(
+    next_offsets: Mapping[Any, int], assigned: Iterable[Any], abandoned: Iterable[Any]
+) -> dict[Any, int]:
+    """The offsets to commit: only partitions still assigned and not revoked meanwhile."""
+    keep = set(assigned) - set(abandoned)
+    return {tp: offset for tp, offset in next_offsets.items() if tp in keep}
+
+
+def lag_of(highwater: int | None, position: int | None) -> int | None:
+    """High-water mark minus position, never negative; None when either is unknown."""
+    if highwater is None or position is None:
+        return None
+    return max(0, highwater - position)
+
+
+@attrs.define
+class Progress:
+    """Is the consumer stuck? Lag above zero and no progress for ``stuck_after`` seconds.
+
+    Progress is a stored batch, an observed lag of zero, or a new assignment.
+    """
+
+    stuck_after: float
+    progress_at: float
+
+    def advanced(self, now: float) -> None:
+        self.progress_at = now
+
+    def observe(self, total_lag: int, now: float) -> bool:
+        """Record the lag seen at ``now``; True when the consumer is stuck."""
+        if total_lag == 0:
+            self.progress_at = now
+            return False
+        return now - self.progress_at > self.stuck_after

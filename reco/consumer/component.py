@@ -1,0 +1,349 @@
+"""The watch-event consumer component: Kafka in, PostgreSQL out, idempotent, never stuck silently.
+
+One loop: fetch a batch (bounded by ``consumer_batch_max`` and
+``consumer_batch_wait``), dead-letter the invalid records, store the valid
+ones in one transaction (new events only reach the aggregates), and only
+then commit the offsets to Kafka. A crash anywhere before the commit means
+redelivery, and redelivery has no second effect because ``event_id`` is
+unique. See docs/design.md ("Consumer") for the invariants.
+
+Start-up never blocks on the broker: the component reports started at once
+and connects with backoff while readiness check ``kafka_consumer`` fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+import stamina
+from structlog.contextvars import bound_contextvars
+
+from reco.consumer import dead_letter
+from reco.consumer.batch import BatchPlan, Progress, committable, lag_of, merge
+from reco.consumer.batch import plan_batch as _plan
+from reco.consumer.clients import Listener, make_consumer
+from reco.db.pool import Database
+from reco.engine.ingest import store_events
+from reco.events import WatchEvent
+from reco.observability import metrics
+from reco.observability.logs import get_logger
+from reco.observability.readiness import Readiness
+from reco.settings import Settings
+
+log = get_logger("reco.consumer")
+
+CHECK = "kafka_consumer"
+T = TypeVar("T")
+
+
+class WatchEventConsumer:
+    """The component (see the module docstring); ``stop_nowait`` drains the batch in hand."""
+
+    name = "consumer"
+
+    def __init__(self, settings: Settings, readiness: Readiness, database: Database) -> None:
+        self.settings = settings
+        self.readiness = readiness
+        self.database = database
+        self._stop = anyio.Event()
+        self._stop_scopes: set[anyio.CancelScope] = set()
+        self._batch_scope: anyio.CancelScope | None = None
+        self._idle = anyio.Event()  # set while no batch is in hand
+        self._idle.set()
+        self._abandoned: set[Any] = set()  # revoked while the batch in hand was being stored
+        self._positions: dict[Any, int] = {}  # per partition: the next offset not yet stored
+        self._progress = Progress(settings.consumer_stuck_after, 0.0)
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._batches = 0  # a sequence number for the logs
+
+    # ------------------------------------------------------------- lifecycle
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        self._progress.advanced(anyio.current_time())
+        self.readiness.set(CHECK, False, "connecting to the broker")
+        task_status.started()  # degraded until connected: readiness says so
+        try:
+            if not await self._connect():
+                return
+            self.readiness.set(CHECK, True)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_lag)
+                await self._consume()
+                tg.cancel_scope.cancel()
+        finally:
+            self.readiness.set(CHECK, False, "stopped")
+            await self._close()
+
+    def stop_nowait(self) -> None:
+        """Stop fetching now; the batch in hand gets ``consumer_drain_timeout`` to finish."""
+        self._stop.set()
+        for scope in self._stop_scopes:
+            scope.cancel()
+        if self._batch_scope is not None:
+            self._drain_deadline(self._batch_scope)
+
+    def _drain_deadline(self, scope: anyio.CancelScope) -> None:
+        limit = anyio.current_time() + self.settings.consumer_drain_timeout
+        scope.deadline = min(scope.deadline, limit)
+
+    @contextmanager
+    def _cancelled_on_stop(self) -> Iterator[anyio.CancelScope]:
+        with anyio.CancelScope() as scope:
+            self._stop_scopes.add(scope)
+            if self._stop.is_set():
+                scope.cancel()
+            try:
+                yield scope
+            finally:
+                self._stop_scopes.discard(scope)
+
+    async def _connect(self) -> bool:
+        """Start the clients, retrying with backoff; False when stopped first."""
+        with self._cancelled_on_stop():
+            await self._retrying("connect", self._start_clients)
+            return True
+        return False
+
+    async def _start_clients(self) -> None:
+        consumer = make_consumer(self.settings)
+        listener = Listener(self._on_revoked, self._on_assigned)
+        producer = dead_letter.make_producer(self.settings)
+        try:
+            with anyio.fail_after(self.settings.kafka_request_timeout):
+                await consumer.start()  # bootstrap only: the group is joined while fetching
+                await producer.start()
+            consumer.subscribe([self.settings.watch_events_topic], listener=listener)
+        except BaseException:
+            await _stop_quietly((producer, consumer), self.settings.kafka_request_timeout)
+            raise
+        self._consumer, self._producer = consumer, producer
+        log.info("consumer connected", topic=self.settings.watch_events_topic)
+
+    async def _close(self) -> None:
+        """Leave the group and close the producer (shielded, bounded)."""
+        clients = (self._producer, self._consumer)  # the producer's stop cannot fail
+        self._consumer = self._producer = None
+        await _stop_quietly(clients, self.settings.kafka_request_timeout)
+
+    # ------------------------------------------------------------------ loop
+    async def _consume(self) -> None:
+        while not self._stop.is_set():
+            records = await self._fetch()
+            if records:
+                await self._handle(records)
+
+    async def _fetch(self) -> dict[Any, list[Any]]:
+        """One batch: wait for the first records, then gather more up to the bounds."""
+        cfg = self.settings
+        first: dict[Any, list[Any]] = {}
+        with self._cancelled_on_stop():
+            first = await self._retrying(
+                "poll", lambda: self._getmany(cfg.consumer_batch_wait, cfg.consumer_batch_max)
+            )
+        if not first:
+            return {}
+        self._idle = anyio.Event()  # a batch is in hand from here on (bounded by batch_wait)
+        self._abandoned = set()
+        return await self._gather(first)
+
+    async def _gather(self, records: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        cfg = self.settings
+        deadline = anyio.current_time() + cfg.consumer_batch_wait
+        count = sum(map(len, records.values()))
+        while count < cfg.consumer_batch_max and not self._stop.is_set():
+            left = deadline - anyio.current_time()
+            if left <= 0:
+                break
+            more = await self._getmany(left, cfg.consumer_batch_max - count)
+            records = merge(records, more)
+            count += sum(map(len, more.values()))
+        return records
+
+    async def _getmany(self, wait: float, most: int) -> dict[Any, list[Any]]:
+        records: dict[Any, list[Any]] = await self._consumer.getmany(
+            timeout_ms=int(wait * 1000), max_records=most
+        )
+        for tp, batch in records.items():
+            if batch:
+                self._positions.setdefault(tp, batch[0].offset)
+        return records
+
+    async def _handle(self, records: Mapping[Any, Sequence[Any]]) -> None:
+        self._batches += 1
+        partitions = sorted(tp.partition for tp in records)
+        try:
+            with (
+                anyio.CancelScope() as scope,
+                bound_contextvars(component=self.name, batch=self._batches, partitions=partitions),
+            ):
+                self._batch_scope = scope
+                if self._stop.is_set():
+                    self._drain_deadline(scope)
+                await self._process(_plan(records, self.settings.consumer_max_message_bytes))
+            if scope.cancelled_caught:
+                log.warning("batch abandoned at shutdown; it will be redelivered")
+        finally:
+            self._batch_scope = None
+            self._idle.set()
+
+    async def _process(self, plan: BatchPlan) -> None:
+        began = time.perf_counter()
+        if plan.rejected:
+            await self._retrying("process", lambda: self._dead_letter(plan))
+            for item in plan.rejected:
+                log.warning("dead-lettered", reason=item.error.code.value, detail=item.error.detail,
+                            partition=item.record.partition, offset=item.record.offset)  # fmt: skip
+        new_ids = await self._retrying("process", lambda: self._store(plan.events))
+        self._count(plan, len(new_ids))
+        metrics.consumer_batch_duration.observe({}, time.perf_counter() - began)
+        self._progress.advanced(anyio.current_time())
+        for tp, offset in plan.next_offsets.items():
+            if tp not in self._abandoned:
+                self._positions[tp] = offset
+        await self._commit(plan.next_offsets)
+
+    async def _dead_letter(self, plan: BatchPlan) -> None:
+        await dead_letter.send_all(self._producer, self.settings, plan.rejected)
+
+    async def _store(self, events: Sequence[WatchEvent]) -> list[str]:
+        """One transaction: insert the events, apply the new ones; the ids that were new."""
+        with anyio.fail_after(self.settings.consumer_batch_timeout):
+            async with self.database.connection() as conn, conn.transaction():
+                return await store_events(conn, events)
+
+    def _count(self, plan: BatchPlan, new: int) -> None:
+        outcomes = {"processed": new, "duplicate": plan.duplicates + len(plan.events) - new,
+                    "invalid": len(plan.rejected)}  # fmt: skip
+        for outcome, n in outcomes.items():
+            if n:
+                metrics.consumer_messages.add({"outcome": outcome}, n)
+        metrics.consumer_last_processed.set({}, time.time())
+        log.debug("batch stored", size=plan.size, **outcomes)
+
+    async def _commit(self, next_offsets: Mapping[Any, int]) -> None:
+        """Commit after the transaction; a failure is logged, the next commit covers it."""
+        offsets = committable(next_offsets, self._consumer.assignment(), self._abandoned)
+        if not offsets:
+            return
+        try:
+            async for attempt in stamina.retry_context(
+                on=_retriable_commit, attempts=3, timeout=None,
+                wait_initial=self.settings.kafka_retry_initial, wait_max=self.settings.kafka_retry_max,
+            ):  # fmt: skip
+                with attempt, anyio.fail_after(self.settings.kafka_request_timeout):
+                    await self._consumer.commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - any failed commit is covered by the next one
+            metrics.consumer_errors.inc({"stage": "commit"})
+            log.warning("offset commit failed; redelivery is harmless", error=repr(exc))
+
+    async def _retrying(self, stage: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn`` until it succeeds, with backoff; each failure is counted and logged."""
+        cfg = self.settings
+        async for attempt in stamina.retry_context(
+            on=Exception, attempts=None, timeout=None,
+            wait_initial=cfg.kafka_retry_initial, wait_max=cfg.kafka_retry_max,
+        ):  # fmt: skip
+            with attempt:
+                try:
+                    return await fn()
+                except Exception as exc:
+                    if stage != "connect":
+                        metrics.consumer_errors.inc({"stage": stage})
+                    log.warning("consumer error; retrying", stage=stage, error=repr(exc))
+                    raise
+        raise AssertionError("unreachable: retries are unbounded")
+
+    # ------------------------------------------------------------- rebalance
+    async def _on_revoked(self, revoked: Iterable[Any]) -> None:
+        """Let the batch in hand finish (bounded); if it cannot, never commit it there."""
+        revoked = set(revoked)
+        if not self._idle.is_set():
+            with anyio.move_on_after(self.settings.consumer_drain_timeout):
+                await self._idle.wait()
+            if not self._idle.is_set():
+                self._abandoned |= revoked
+                log.warning("rebalance while storing a batch; no commit for revoked partitions")
+        for tp in revoked:
+            self._positions.pop(tp, None)
+            metrics.consumer_lag.values.pop({"partition": str(tp.partition)}, None)
+
+    def _on_assigned(self, assigned: Iterable[Any]) -> None:
+        self._progress.advanced(anyio.current_time())
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+
+    # ------------------------------------------------------------------- lag
+    async def _watch_lag(self) -> None:
+        while True:
+            try:
+                await self._update_lag()
+            except Exception as exc:  # noqa: BLE001 - a missed measurement is not fatal
+                log.info("lag not measured", error=repr(exc))
+            await anyio.sleep(self.settings.consumer_lag_interval)
+
+    async def _update_lag(self) -> None:
+        """Set the lag gauges and the readiness check from the broker's end offsets."""
+        assigned = list(self._consumer.assignment())
+        ends: dict[Any, int] = {}
+        if assigned:
+            with anyio.fail_after(self.settings.kafka_request_timeout):
+                ends = await self._consumer.end_offsets(assigned)
+        total = 0
+        for tp in assigned:
+            position = self._positions.get(tp)
+            if position is None:
+                position = await self._position(tp)
+            lag = lag_of(ends.get(tp), position)
+            if lag is not None:
+                metrics.consumer_lag.set({"partition": str(tp.partition)}, lag)
+                total += lag
+        self._report(total)
+
+    async def _position(self, tp: Any) -> int | None:
+        if not self._idle.is_set():
+            return None  # the fetch position runs ahead of what is stored
+        with anyio.move_on_after(self.settings.kafka_request_timeout):
+            position: int = await self._consumer.position(tp)
+            return position
+        return None
+
+    def _report(self, total_lag: int) -> None:
+        stuck = self._progress.observe(total_lag, anyio.current_time())
+        if stuck:
+            detail = f"no progress for over {self.settings.consumer_stuck_after:g} s with lag"
+            self.readiness.set(CHECK, False, detail, lag=total_lag)
+        else:
+            self.readiness.set(CHECK, True, lag=total_lag)
+
+
+def _retriable_commit(exc: Exception) -> bool:
+    return isinstance(exc, TimeoutError) or bool(getattr(exc, "retriable", False))
+
+
+async def _stop_quietly(clients: Iterable[Any], bound: float) -> None:
+    """Stop aiokafka clients, shielded, each within ``bound``; errors are logged.
+
+    aiokafka's ``AIOKafkaConsumer.stop()`` can raise ``CancelledError`` (seen
+    with 0.14: its fetcher cancels its own fetch tasks, then awaits them; cf.
+    aio-libs/aiokafka issue 647). Under our shield that cannot be a
+    cancellation aimed at us, so it is logged, not propagated (propagated, it
+    would end ``run()`` as if the component had been cancelled).
+    """
+    with anyio.CancelScope(shield=True):
+        for client in clients:
+            if client is None:
+                continue
+            with anyio.move_on_after(bound):
+                try:
+                    await client.stop()
+                except Exception as exc:  # noqa: BLE001 - closing is best effort
+                    log.warning("kafka client did not stop cleanly", error=repr(exc))
+                except asyncio.CancelledError:
+                    log.warning("kafka client stop leaked a CancelledError; ignored")

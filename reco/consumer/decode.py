@@ -1,0 +1,63 @@
+"""Decode one Kafka record value into a :class:`~reco.events.WatchEvent` (pure, no I/O).
+
+The checks that concern bytes (size, UTF-8, JSON syntax) are decided here,
+before :func:`reco.events.parse_watch_event` checks the fields. Every
+rejection is an :class:`InvalidRecord` carrying a bounded ``code`` (used as
+a header on the dead-letter topic) and a human ``detail``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+from reco.errors import InvalidMessage
+from reco.events import WatchEvent, parse_watch_event
+
+
+class Reason(enum.StrEnum):
+    """Why a record was dead-lettered (a bounded set: it is a header and a log field)."""
+
+    NO_VALUE = "no_value"
+    OVERSIZED = "oversized"
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    INVALID_EVENT = "invalid_event"  # JSON, but a field is missing or has the wrong type
+
+
+class InvalidRecord(InvalidMessage):
+    """A record that cannot become a watch event; ``code`` says which check failed."""
+
+    def __init__(self, code: Reason, detail: str) -> None:
+        super().__init__(f"{code.value}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidRecord(Reason.NOT_JSON, f"{name} is not JSON")
+
+
+def decode_value(value: bytes | None, max_bytes: int) -> WatchEvent:
+    """The watch event in ``value``, or :class:`InvalidRecord` saying why not."""
+    if value is None:
+        raise InvalidRecord(Reason.NO_VALUE, "the record has no value")
+    if len(value) > max_bytes:
+        raise InvalidRecord(Reason.OVERSIZED, f"{len(value)} bytes > {max_bytes}")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRecord(Reason.NOT_UTF8, f"invalid byte at {exc.start}") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise InvalidRecord(Reason.NOT_JSON, _short(exc)) from None
+    try:
+        return parse_watch_event(obj)
+    except InvalidMessage as exc:
+        raise InvalidRecord(Reason.INVALID_EVENT, exc.reason) from None
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
