@@ -92,7 +92,6 @@ class Settings:
     consumer_max_message_bytes: int = attrs.field(default=64 * 1024, validator=_positive)
     consumer_stuck_after: float = attrs.field(default=60.0, validator=_positive)
     consumer_lag_interval: float = attrs.field(default=2.0, validator=_positive)
-    consumer_history_window: int = attrs.field(default=50, validator=_positive)
     consumer_drain_timeout: float = attrs.field(default=10.0, validator=_positive)
     consumer_batch_timeout: float = attrs.field(default=30.0, validator=_positive)
     consumer_dlq_max_request_bytes: int = attrs.field(default=2 * 1024 * 1024, validator=_positive)
