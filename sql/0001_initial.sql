@@ -145,15 +145,3 @@ END
 $$;
 CREATE TRIGGER outbox_notify_after_insert AFTER INSERT ON outbox
     FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
-
--- ---------------------------------------------------- consumer bookkeeping
--- The next offset to read per (group, topic, partition), written in the same
--- transaction as the batch it covers.
-CREATE TABLE consumer_offsets (
-    group_id     text NOT NULL,
-    topic        text NOT NULL,
-    partition    integer NOT NULL,
-    next_offset  bigint NOT NULL,
-    updated_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (group_id, topic, partition)
-);

@@ -223,17 +223,17 @@ class TestCheckFindings:
         await migrated.execute("""
             ALTER TABLE items ADD COLUMN extra integer;
             DROP INDEX items_genres_idx;
-            ALTER TABLE consumer_offsets ALTER COLUMN partition TYPE bigint;
+            ALTER TABLE outbox ALTER COLUMN event_id TYPE varchar(200);
         """)  # fmt: skip
         found = messages(await check(settings, migrated))
         assert found == [
             (
-                "drift: column public.consumer_offsets.partition differs: the database has "
-                "'bigint NOT NULL', the migrations 'integer NOT NULL'"
-            ),
-            (
                 "drift: column public.items.extra (integer) is in the database but no migration "
                 "creates it"
+            ),
+            (
+                "drift: column public.outbox.event_id differs: the database has "
+                "'character varying(200) NOT NULL', the migrations 'text NOT NULL'"
             ),
             (
                 "drift: index public.items_genres_idx (CREATE INDEX items_genres_idx ON "
