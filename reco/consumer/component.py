@@ -286,6 +286,8 @@ class WatchEventConsumer:
                 await self._update_lag()
             except Exception as exc:  # noqa: BLE001 - a missed measurement is not fatal
                 log.info("lag not measured", error=repr(exc))
+                # The broker is unreachable (or too slow): as at start-up, readiness says so.
+                self.readiness.set(CHECK, False, f"lag not measured: {type(exc).__name__}")
             await anyio.sleep(self.settings.consumer_lag_interval)
 
     async def _update_lag(self) -> None:

@@ -26,6 +26,7 @@ from reco.devstack.ports import free_port
 from reco.devstack.postgres import EmbeddedPostgres
 from reco.engine import ingest
 from reco.observability import metrics
+from reco.observability.readiness import Readiness
 from reco.settings import Settings
 from tests.conftest import Topics
 from tests.integration.consumer_harness import (
@@ -219,5 +220,34 @@ def _positions_reset(consumer: component.WatchEventConsumer) -> Callable[[], Awa
         with anyio.move_on_after(0.5):
             return all([await client.position(tp) == 0 for tp in assigned])
         return False
+
+    return check
+
+
+class TestBrokerLostMidRun:
+    async def test_readiness_fails_while_the_broker_is_gone(
+        self, kafka_settings: Settings, topics: Topics, own_broker: EmbeddedBroker
+    ) -> None:
+        """A broker lost after start-up turns the kafka_consumer check failing, and back."""
+        # A request timeout under Tansu's ~3 s group join would never let it rejoin.
+        settings = fast(kafka_settings, kafka_bootstrap=own_broker.bootstrap,
+                        kafka_request_timeout=5.0)  # fmt: skip
+        store = Store(settings.database_url)
+        async with running_consumer(settings) as run:
+            async with producer(own_broker.bootstrap) as client:
+                await send(client, topics.watch_events, events(0, 10))
+                await wait_until(lambda: store.has(10))
+            await anyio.to_thread.run_sync(own_broker.stop)
+            try:
+                await wait_until(_check_is(run.readiness, ok=False))
+            finally:
+                await anyio.to_thread.run_sync(own_broker.start)
+            await wait_until(_check_is(run.readiness, ok=True))
+
+
+def _check_is(readiness: Readiness, *, ok: bool) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        state = readiness.get(component.CHECK)
+        return state is not None and state.ok is ok
 
     return check
