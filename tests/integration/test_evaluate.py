@@ -1,16 +1,19 @@
-"""`reco evaluate` end to end on a small generated ratings file (embedded PostgreSQL)."""
+"""`reco evaluate` end to end on a small generated ratings file: service, Kafka, consumer, HTTP."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
 
+import anyio
 import pytest
 
 from reco.evaluation import cli
 from reco.settings import Settings
+from tests.integration.consumer_harness import fast
+from tests.support.service import running_service
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
 def generate(tmp_path: Path) -> Path:
@@ -30,21 +33,53 @@ def generate(tmp_path: Path) -> Path:
     return path
 
 
-def test_evaluate_prints_the_service_next_to_the_baselines(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], settings: Settings
-) -> None:
-    """Exit 0; a row for the service and one per baseline (a figure or why it did not run)."""
-    status = cli.run(settings, generate(tmp_path), None, embedded=False)
-    out, err = capsys.readouterr()
-    assert status == 0, err
-    rows = {line.split("  ")[0]: line for line in out.splitlines()}
-    service = next(line for name, line in rows.items() if name.startswith("reco service"))
-    recall = float(service.split()[-5])
-    assert recall > 0.5  # sequences are easy: the next items follow the last ones
-    assert "most popular" in rows
-    assert any(name.startswith("implicit ALS") for name in rows)
-    assert "replay: 320/320" in err
+def service_row(out: str) -> list[str]:
+    return next(line for line in out.splitlines() if line.startswith("reco service")).split()
 
 
-def test_unreadable_file_is_a_usage_error(tmp_path: Path) -> None:
-    assert cli.run(Settings(), tmp_path / "missing.inter", None) == cli.EXIT_USAGE
+class TestEvaluate:
+    def test_replays_through_kafka_into_a_service_process(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], kafka_settings: Settings
+    ) -> None:
+        """Exit 0; events produced to Kafka, stored by the consumer, lists over HTTP; baselines."""
+        status = cli.run(kafka_settings, generate(tmp_path), None, embedded=False)
+        out, err = capsys.readouterr()
+        assert status == 0, err
+        row = service_row(out)
+        assert row[:4] == ["reco", "service", "(events", "via"]
+        assert float(row[-5]) > 0.5  # sequences are easy: the next items follow the last ones
+        assert "\nmost popular " in out
+        assert "\nimplicit ALS" in out
+        for phase in ("catalogue: 30/30", "produce: 320/320", "consumer stored: 320/320",
+                      "recommend via HTTP"):  # fmt: skip
+            assert phase in err
+
+    async def test_url_posts_events_through_the_outbox(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], kafka_settings: Settings
+    ) -> None:
+        """--url without RECO_KAFKA_BOOTSTRAP: POST /v1/events, relay, Kafka, consumer, HTTP."""
+        path = generate(tmp_path)
+        async with running_service(fast(kafka_settings, relay_poll_interval=0.05)) as service:
+            status = await anyio.to_thread.run_sync(
+                lambda: cli.run(kafka_settings, path, service.base_url, environ={})
+            )
+        out, err = capsys.readouterr()
+        assert status == 0, err
+        assert " ".join(service_row(out)[:6]) == "reco service (events via POST /v1/events)"
+        assert float(service_row(out)[-5]) > 0.5
+        assert "post events: 320/320" in err
+        assert "consumer stored: 320/320" in err
+
+
+class TestUsage:
+    def test_unreadable_file_is_a_usage_error(self, tmp_path: Path) -> None:
+        """A missing ratings file exits 2 before starting anything."""
+        assert cli.run(Settings(), tmp_path / "missing.inter", None) == cli.EXIT_USAGE
+
+    def test_url_without_a_token_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--url needs RECO_API_TOKENS to load the catalogue."""
+        status = cli.run(Settings(), generate(tmp_path), "http://127.0.0.1:9")
+        assert status == cli.EXIT_USAGE
+        assert "RECO_API_TOKENS" in capsys.readouterr().err
