@@ -148,10 +148,12 @@ def _with_process(settings: Settings, dataset: Dataset,
         api_tokens=settings.api_tokens or (secrets.token_urlsafe(32),),
     )  # fmt: skip
     anyio.run(create_topics, settings, backend="asyncio")
-    with tempfile.TemporaryDirectory(prefix="reco-evaluate-") as tmp:
-        with service_process(settings, Path(tmp) / "service.log") as base_url:
-            target = Target(base_url, settings.api_tokens[0], settings, produce=True)
-            lists = anyio.run(_feed_and_ask, target, dataset, users, backend="asyncio")
+    with (
+        tempfile.TemporaryDirectory(prefix="reco-evaluate-") as tmp,
+        service_process(settings, Path(tmp) / "service.log") as base_url,
+    ):
+        target = Target(base_url, settings.api_tokens[0], settings, produce=True)
+        lists = anyio.run(_feed_and_ask, target, dataset, users, backend="asyncio")
     return lists, target.via
 
 

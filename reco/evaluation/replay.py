@@ -11,14 +11,17 @@ know it has when its ``reco_consumer_messages_total`` has grown by as many.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import anyio
+import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from reco.engine.ingest import store_events
 from reco.evaluation.client import Client, metric_total, recommendations_path
 from reco.evaluation.data import Item, Rating
 from reco.evaluation.progress import Progress
@@ -30,6 +33,23 @@ CONNECTIONS = 8  # concurrent recommendation requests
 CONSUMED = "reco_consumer_messages_total"
 POLL = 0.2  # seconds between looks at the consumer's counter
 T = TypeVar("T")
+
+
+# Direct writes, for bench/engine.py and test seeding only: the evaluation
+# itself goes through the service (below).
+ITEMS_SQL = """
+INSERT INTO items (item_id, title, genres)
+SELECT i.item_id, i.title, ARRAY(SELECT jsonb_array_elements_text(i.genres))
+FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS i(item_id, title, genres)
+ON CONFLICT (item_id) DO UPDATE SET title = EXCLUDED.title, genres = EXCLUDED.genres,
+    active = true, updated_at = now()
+"""
+
+
+async def store_batch(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> int:
+    """What the consumer does with one batch, in one transaction; how many were new."""
+    async with conn.transaction():
+        return len(await store_events(conn, events))
 
 
 def event_of(rating: Rating) -> WatchEvent:
@@ -81,9 +101,8 @@ async def post_events(client: Client, ratings: Sequence[Rating]) -> int:
     new = 0
     for chunk in chunks(ratings, BATCH):
         body = {"events": [event_of(r).to_json() for r in chunk]}
-        answer = await anyio.to_thread.run_sync(
-            lambda body=body: client.json("POST", "/v1/events", body, expect=202)
-        )
+        post = functools.partial(client.json, "POST", "/v1/events", body, expect=202)
+        answer = await anyio.to_thread.run_sync(post)
         new += int(answer["accepted"]) - int(answer["duplicates"])
         progress.advance(len(chunk))
     progress.close()
