@@ -55,7 +55,8 @@ async def store_batch(conn: asyncpg.Connection, events: Sequence[WatchEvent]) ->
 def event_of(rating: Rating) -> WatchEvent:
     """A deterministic event id, so replaying the same file twice stores nothing new."""
     at = dt.datetime.fromtimestamp(rating.timestamp, tz=dt.UTC)
-    event_id = f"eval:{rating.user_id}:{rating.item_id}:{rating.timestamp:g}"
+    stamp = int(rating.timestamp) if rating.timestamp.is_integer() else repr(rating.timestamp)
+    event_id = f"eval:{rating.user_id}:{rating.item_id}:{stamp}"
     return WatchEvent(event_id[:128], rating.user_id, rating.item_id, at)
 
 
