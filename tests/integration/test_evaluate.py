@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import random
+import socket
 from pathlib import Path
 
 import anyio
+import attrs
 import pytest
 
+from reco.devstack.ports import free_port
 from reco.evaluation import cli
+from reco.evaluation.client import Client
+from reco.evaluation.service import ServiceFailed, service_process
 from reco.settings import Settings
 from tests.integration.consumer_harness import fast
 from tests.support.service import running_service
@@ -83,3 +88,36 @@ class TestUsage:
         status = cli.run(Settings(), generate(tmp_path), "http://127.0.0.1:9")
         assert status == cli.EXIT_USAGE
         assert "RECO_API_TOKENS" in capsys.readouterr().err
+
+
+class TestServiceProcess:
+    def test_a_service_that_cannot_start_reports_its_log(self, tmp_path: Path) -> None:
+        """A child that exits at start-up raises ServiceFailed quoting the end of its log."""
+        broken = Settings(log_level="LOUD", http_bind=f"127.0.0.1:{free_port()}",
+                          database_url="postgresql://nobody@127.0.0.1:9/none")  # fmt: skip
+        with (
+            pytest.raises(ServiceFailed, match=r"exited with status 2(.|\n)*RECO_LOG_LEVEL"),
+            service_process(broken, tmp_path / "service.log"),
+        ):
+            pytest.fail("the service should not have started")
+
+    def test_an_interrupted_evaluation_stops_the_service(
+        self, tmp_path: Path, kafka_settings: Settings
+    ) -> None:
+        """Ctrl-C inside the block: the child gets its graceful stop and stops listening."""
+        port = free_port()
+        settings = attrs.evolve(kafka_settings, http_bind=f"127.0.0.1:{port}")
+        with (
+            pytest.raises(KeyboardInterrupt),
+            service_process(settings, tmp_path / "service.log") as base_url,
+        ):
+            client = Client(base_url)
+            try:
+                assert client.request("GET", "/healthz")[0] == 200
+            finally:
+                client.close()
+            raise KeyboardInterrupt
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        log = (tmp_path / "service.log").read_text()
+        assert "signal received; stopping" in log  # SIGTERM: the graceful path, not a kill
