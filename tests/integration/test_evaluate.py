@@ -107,17 +107,20 @@ class TestServiceProcess:
         """Ctrl-C inside the block: the child gets its graceful stop and stops listening."""
         port = free_port()
         settings = attrs.evolve(kafka_settings, http_bind=f"127.0.0.1:{port}")
-        with (
-            pytest.raises(KeyboardInterrupt),
-            service_process(settings, tmp_path / "service.log") as base_url,
-        ):
-            client = Client(base_url)
-            try:
-                assert client.request("GET", "/healthz")[0] == 200
-            finally:
-                client.close()
-            raise KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt):
+            interrupt_while_serving(settings, tmp_path / "service.log")
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         log = (tmp_path / "service.log").read_text()
         assert "signal received; stopping" in log  # SIGTERM: the graceful path, not a kill
+
+
+def interrupt_while_serving(settings: Settings, log: Path) -> None:
+    """Start the service, check it answers, then raise KeyboardInterrupt inside the block."""
+    with service_process(settings, log) as base_url:
+        client = Client(base_url)
+        try:
+            assert client.request("GET", "/healthz")[0] == 200
+        finally:
+            client.close()
+        raise KeyboardInterrupt
