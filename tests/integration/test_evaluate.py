@@ -15,7 +15,7 @@ from reco.evaluation import cli
 from reco.evaluation.client import Client
 from reco.evaluation.service import ServiceFailed, service_process
 from reco.settings import Settings
-from tests.integration.consumer_harness import fast
+from tests.integration.consumer_harness import Store, fast
 from tests.support.service import running_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -74,6 +74,23 @@ class TestEvaluate:
         assert float(service_row(out)[-5]) > 0.5
         assert "post events: 320/320" in err
         assert "consumer stored: 320/320" in err
+
+    async def test_url_with_kafka_bootstrap_produces_and_a_rerun_adds_nothing(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], kafka_settings: Settings
+    ) -> None:
+        """--url with RECO_KAFKA_BOOTSTRAP produces to Kafka; replaying again stores no new event."""
+        path = generate(tmp_path)
+        environ = {"RECO_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap}
+        async with running_service(fast(kafka_settings)) as service:
+            for _ in range(2):
+                status = await anyio.to_thread.run_sync(
+                    lambda: cli.run(kafka_settings, path, service.base_url, environ=environ)
+                )
+                out, err = capsys.readouterr()
+                assert status == 0, err
+                assert " ".join(service_row(out)[:5]) == "reco service (events via Kafka)"
+                assert float(service_row(out)[-5]) > 0.5
+        assert await Store(kafka_settings.database_url).count() == 320
 
 
 class TestUsage:
