@@ -161,7 +161,7 @@ async def _feed_and_ask(target: Target, dataset: Dataset,
                         users: list[str]) -> dict[str, list[str]]:  # fmt: skip
     """Load the catalogue, replay the training events, wait for the consumer, ask."""
     ratings = data.replay_order(dataset.split.train)
-    client = Client(target.base_url, target.token, timeout=target.settings.kafka_request_timeout)
+    client = Client(target.base_url, target.token)
     try:
         await replay.load_items(client, dataset.items)
         before = await replay.consumed(client)
