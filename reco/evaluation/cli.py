@@ -1,34 +1,46 @@
 """``reco evaluate PATH [--url URL]``: replay a ratings file into the service and score it.
 
-Without ``--url`` it starts an embedded PostgreSQL and the whole service
-in-process (HTTP on a free loopback port). With ``--url`` it asks that
-service over HTTP and writes the catalogue and events to the database at
-``RECO_DATABASE_URL`` (the one that service reads). Events are written
-through the consumer's code path (``watch_events`` + ``apply_events``, one
-transaction per batch of 1000), not produced to Kafka. Baselines are
-computed on the same split in the same run.
+Without ``--url`` it starts the embedded stack (PostgreSQL and the Tansu
+broker) and ``reco serve`` as a child process with the consumer on, loads
+the catalogue through ``POST /v1/items``, produces the training events to
+the watch-events topic in time order, waits until the consumer has stored
+them, and asks ``GET /v1/users/{id}/recommendations?limit=10`` for every
+held-out user. With ``--url`` it does the same against that service: events
+are produced to ``RECO_KAFKA_BOOTSTRAP`` when that variable is set, else
+posted to ``POST /v1/events`` (outbox, relay, Kafka, consumer); writes use
+the first of ``RECO_API_TOKENS``. Baselines are computed on the same split in
+the same run.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
 import attrs
 import stamina
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
-from reco.db.pool import connect
-from reco.engine.recommender import Recommender
-from reco.evaluation import baselines, data, metrics
-from reco.evaluation.replay import Asker, ask_all, load_items, replay
+from reco.devstack.ports import free_port
+from reco.evaluation import baselines, data, metrics, replay
+from reco.evaluation.client import Client, HttpError
+from reco.evaluation.service import ServiceFailed, service_process
 from reco.settings import Settings
 
 K = 10
 EXIT_USAGE = 2
+EXIT_FAILED = 1
+# How long the consumer may take to store the replayed events: a floor for
+# start-up and group join, plus a pessimistic 100 events/s.
+CONSUME_FLOOR = 60.0
+CONSUME_RATE = 100.0
 
 
 @attrs.frozen
@@ -39,30 +51,52 @@ class Dataset:
     items_note: str
 
 
-def run(settings: Settings, path: Path, url: str | None, *, embedded: bool = True) -> int:
+@attrs.frozen
+class Target:
+    """Where the evaluation sends its traffic: the service, and Kafka when producing directly."""
+
+    base_url: str
+    token: str | None
+    settings: Settings
+    produce: bool  # to settings.kafka_bootstrap; False: POST /v1/events
+
+    @property
+    def via(self) -> str:
+        return "events via Kafka" if self.produce else "events via POST /v1/events"
+
+
+def run(settings: Settings, path: Path, url: str | None, *, embedded: bool = True,
+        environ: Mapping[str, str] | None = None) -> int:  # fmt: skip
     """Evaluate; print the table to stdout (progress to stderr); return the exit status.
 
-    ``embedded=False`` (tests) runs the service in-process on
-    ``settings.database_url`` instead of starting an embedded PostgreSQL.
+    ``embedded=False`` (tests) runs the service process against
+    ``settings.database_url`` and ``settings.kafka_bootstrap`` instead of
+    starting the embedded stack.
     """
+    environ = os.environ if environ is None else environ
     try:
         dataset = _load(path)
     except (OSError, ValueError) as exc:
         print(f"reco evaluate: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if url is not None and not settings.database_url:
-        print("reco evaluate: --url needs RECO_DATABASE_URL (the database that service reads)",
+    if url is not None and not settings.api_tokens:
+        print("reco evaluate: --url needs RECO_API_TOKENS (to load the catalogue)",
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     users = sorted(dataset.split.test)
     print(_describe(dataset), flush=True)
     found = baselines.run_all(dataset.split.train, sorted(dataset.split.train))
-    if url is not None:
-        lists, via = anyio.run(_against_url, settings, url, dataset, users, backend="asyncio")
-    elif embedded:
-        lists, via = _embedded(settings, dataset, users)
-    else:
-        lists, via = anyio.run(_in_process, _local(settings), dataset, users, backend="asyncio")
+    try:
+        if url is not None:
+            target = Target(url, settings.api_tokens[0], settings,
+                            produce="RECO_KAFKA_BOOTSTRAP" in environ)  # fmt: skip
+            lists = anyio.run(_feed_and_ask, target, dataset, users, backend="asyncio")
+            via = target.via
+        else:
+            lists, via = _own_service(settings, dataset, users, embedded=embedded)
+    except (ServiceFailed, HttpError, KafkaError, OSError, TimeoutError) as exc:
+        print(f"reco evaluate: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(_table(dataset, lists, via, found))
     return 0
 
@@ -86,90 +120,74 @@ def _describe(dataset: Dataset) -> str:
             f"{data.HOLDOUT:.0%}), k={K}")  # fmt: skip
 
 
-def _embedded(settings: Settings, dataset: Dataset,
-              users: list[str]) -> tuple[dict[str, list[str]], str]:  # fmt: skip
+def _own_service(settings: Settings, dataset: Dataset, users: list[str],
+                 *, embedded: bool) -> tuple[dict[str, list[str]], str]:  # fmt: skip
+    """Start the stack (unless given) and the service process; feed it and ask it."""
+    if not embedded:
+        return _with_process(settings, dataset, users)
     from reco.devstack.stack import DEV_DATABASE, embedded_stack
 
     # The embedded server's start-up check can fail while it is still starting
     # ("rejecting connections"); a second start is cheap.
     for attempt in stamina.retry_context(on=subprocess.CalledProcessError, attempts=3):
-        with attempt, embedded_stack(durable=False, broker=False) as (postgres, _):
-            settings = _local(attrs.evolve(settings, database_url=postgres.url(DEV_DATABASE)))
-            return anyio.run(_in_process, settings, dataset, users, backend="asyncio")
+        with attempt, embedded_stack(durable=False) as (postgres, broker):
+            assert broker is not None
+            settings = attrs.evolve(settings, database_url=postgres.url(DEV_DATABASE),
+                                    kafka_bootstrap=broker.bootstrap)  # fmt: skip
+            return _with_process(settings, dataset, users)
     raise AssertionError("unreachable: stamina re-raises the last failure")
 
 
-def _local(settings: Settings) -> Settings:
-    """The in-process service: HTTP on a free loopback port, no Kafka components."""
-    return attrs.evolve(settings, http_bind="127.0.0.1:0", migrate_on_start=True,
-                        consumer_enabled=False, relay_enabled=False)  # fmt: skip
+def _with_process(settings: Settings, dataset: Dataset,
+                  users: list[str]) -> tuple[dict[str, list[str]], str]:  # fmt: skip
+    from reco.devstack.topics import create_topics
+
+    settings = attrs.evolve(
+        settings, http_bind=f"127.0.0.1:{free_port()}", migrate_on_start=True,
+        consumer_enabled=True, relay_enabled=True,
+        api_tokens=settings.api_tokens or (secrets.token_urlsafe(32),),
+    )  # fmt: skip
+    anyio.run(create_topics, settings, backend="asyncio")
+    with (
+        tempfile.TemporaryDirectory(prefix="reco-evaluate-") as tmp,
+        service_process(settings, Path(tmp) / "service.log") as base_url,
+    ):
+        target = Target(base_url, settings.api_tokens[0], settings, produce=True)
+        lists = anyio.run(_feed_and_ask, target, dataset, users, backend="asyncio")
+    return lists, target.via
 
 
-async def _in_process(settings: Settings, dataset: Dataset,
-                      users: list[str]) -> tuple[dict[str, list[str]], str]:  # fmt: skip
-    async with _service(settings) as (base_url, recommender):
-        await _write(settings, dataset)
-        probe = Asker(base_url, None)
-        try:
-            has_endpoint = await probe.has_endpoint()
-        finally:
-            probe.close()
-        asker = Asker(base_url, None) if has_endpoint else Asker(None, recommender)
-        try:
-            return await ask_all(asker, users, K), asker.via
-        finally:
-            asker.close()
-
-
-async def _against_url(settings: Settings, url: str, dataset: Dataset,
-                       users: list[str]) -> tuple[dict[str, list[str]], str]:  # fmt: skip
-    await _write(settings, dataset)
-    asker = Asker(url, None)
+async def _feed_and_ask(target: Target, dataset: Dataset,
+                        users: list[str]) -> dict[str, list[str]]:  # fmt: skip
+    """Load the catalogue, replay the training events, wait for the consumer, ask."""
+    ratings = data.replay_order(dataset.split.train)
+    client = Client(target.base_url, target.token)
     try:
-        return await ask_all(asker, users, K), asker.via
+        await replay.load_items(client, dataset.items)
+        before = await replay.consumed(client)
+        if target.produce:
+            expected = await _produce(target.settings, ratings)
+        else:
+            expected = await replay.post_events(client, ratings)
+        with anyio.fail_after(CONSUME_FLOOR + expected / CONSUME_RATE):
+            await replay.wait_consumed(client, before, expected)
     finally:
-        asker.close()
+        client.close()
+    return await replay.ask_all(target.base_url, users, K)
 
 
-async def _write(settings: Settings, dataset: Dataset) -> None:
-    conn = await connect(settings, "reco-evaluate")
+async def _produce(settings: Settings, ratings: list[data.Rating]) -> int:
+    """Produce to the watch-events topic (acks from all replicas; Tansu has no idempotence)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False,
+        linger_ms=5, request_timeout_ms=int(settings.kafka_request_timeout * 1000),
+    )  # fmt: skip
     try:
-        await load_items(conn, dataset.items)
-        await replay(conn, data.replay_order(dataset.split.train))
+        await producer.start()
+        return await replay.produce(producer, settings.watch_events_topic, ratings)
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(settings.shutdown_timeout):
-            await conn.close()
-
-
-class _NotReady(Exception):
-    """The in-process service has not reported ready yet."""
-
-
-@asynccontextmanager
-async def _service(settings: Settings) -> AsyncIterator[tuple[str, Recommender]]:
-    """The whole service in-process (as ``reco serve`` runs it); yields its URL and Recommender.
-
-    A component that fails to start makes the supervisor raise StartupError,
-    which ends this context; otherwise we wait (bounded) until HTTP is bound
-    and every readiness check passes, then stop the service on exit.
-    """
-    from reco import service
-
-    supervisor, state, http = service.build(settings, handle_signals=False)
-    assert state.recommender is not None
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(supervisor.run)
-        async for attempt in stamina.retry_context(
-            on=_NotReady, timeout=settings.startup_timeout, attempts=None,
-            wait_initial=0.01, wait_max=0.1, wait_jitter=0.0,
-        ):  # fmt: skip
-            with attempt:
-                if http.port is None or not state.readiness.ready:
-                    raise _NotReady
-        try:
-            yield f"http://127.0.0.1:{http.port}", state.recommender
-        finally:
-            supervisor.request_stop()
+            await producer.stop()
 
 
 def _table(dataset: Dataset, lists: dict[str, list[str]], via: str,
@@ -177,7 +195,7 @@ def _table(dataset: Dataset, lists: dict[str, list[str]], via: str,
     size = len(dataset.items)
     lines = [f"{'model':<48} {'Recall@10':>9} {'NDCG@10':>8} {'coverage':>17}"]
     rows: list[tuple[str, dict[str, list[str]] | None, str]] = [
-        (f"reco service (via {via})", lists, "")
+        (f"reco service ({via})", lists, "")
     ]
     rows += [(b.name, b.lists, b.error) for b in found]
     for name, got, error in rows:

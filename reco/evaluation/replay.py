@@ -1,33 +1,42 @@
-"""Feed the split's training half to the service the way production does, then ask it.
+"""Feed the split's training half to a running service the way production does, then ask it.
 
-Writes go through the consumer's own path: one transaction per batch that
-inserts the events into ``watch_events`` (a duplicate event id is skipped)
-and hands only the new ones to ``apply_events``. Swapping this for producing
-to Kafka means replacing :func:`store_batch`'s caller, nothing else.
-Recommendations come over HTTP when the service has the endpoint, else from
-the Recommender in-process (``Asker``).
+Everything goes through the service's public edges: the catalogue through
+``POST /v1/items``, the watch events to the watch-events topic (key = user
+id, JSON value per docs/events.md, in time order) or through
+``POST /v1/events`` (outbox, relay, Kafka), and the recommendations through
+``GET /v1/users/{id}/recommendations``. The consumer stores the events; we
+know it has when its ``reco_consumer_messages_total`` has grown by as many.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import http.client
+import functools
 import json
-import urllib.parse
+import math
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import anyio
 import asyncpg
+from aiokafka import AIOKafkaProducer
 
 from reco.engine.ingest import store_events
-from reco.engine.recommender import Recommender
+from reco.evaluation.client import Client, metric_total, recommendations_path
 from reco.evaluation.data import Item, Rating
 from reco.evaluation.progress import Progress
 from reco.events import WatchEvent
 
-BATCH = 1000
-ITEM_BATCH = 1000
+BATCH = 1000  # events per POST /v1/events, and produced between waits for the acks
+ITEM_BATCH = 1000  # the API's limit per POST /v1/items
+CONNECTIONS = 8  # concurrent recommendation requests
+CONSUMED = "reco_consumer_messages_total"
+POLL = 0.2  # seconds between looks at the consumer's counter
+T = TypeVar("T")
 
+
+# Direct writes, for bench/engine.py and test seeding only: the evaluation
+# itself goes through the service (below).
 ITEMS_SQL = """
 INSERT INTO items (item_id, title, genres)
 SELECT i.item_id, i.title, ARRAY(SELECT jsonb_array_elements_text(i.genres))
@@ -37,88 +46,113 @@ ON CONFLICT (item_id) DO UPDATE SET title = EXCLUDED.title, genres = EXCLUDED.ge
 """
 
 
-def event_of(rating: Rating) -> WatchEvent:
-    """A deterministic event id, so replaying the same file twice stores nothing new."""
-    at = dt.datetime.fromtimestamp(rating.timestamp, tz=dt.UTC)
-    event_id = f"eval:{rating.user_id}:{rating.item_id}:{rating.timestamp:g}"
-    return WatchEvent(event_id[:128], rating.user_id, rating.item_id, at)
-
-
 async def store_batch(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> int:
     """What the consumer does with one batch, in one transaction; how many were new."""
     async with conn.transaction():
         return len(await store_events(conn, events))
 
 
-async def load_items(conn: asyncpg.Connection, items: Sequence[Item]) -> None:
+def event_of(rating: Rating) -> WatchEvent:
+    """A deterministic event id, so replaying the same file twice stores nothing new."""
+    at = dt.datetime.fromtimestamp(rating.timestamp, tz=dt.UTC)
+    stamp = int(rating.timestamp) if rating.timestamp.is_integer() else repr(rating.timestamp)
+    event_id = f"eval:{rating.user_id}:{rating.item_id}:{stamp}"
+    return WatchEvent(event_id[:128], rating.user_id, rating.item_id, at)
+
+
+def item_json(item: Item) -> dict[str, Any]:
+    return {"item_id": item.item_id, "title": item.title[:1000], "genres": list(item.genres)}
+
+
+def chunks(values: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [values[start : start + size] for start in range(0, len(values), size)]
+
+
+async def load_items(client: Client, items: Sequence[Item]) -> None:
+    """Upsert the catalogue, 1000 items per ``POST /v1/items``."""
     progress = Progress("catalogue", len(items))
-    for start in range(0, len(items), ITEM_BATCH):
-        chunk = items[start : start + ITEM_BATCH]
-        await conn.execute(ITEMS_SQL, [i.item_id for i in chunk], [i.title for i in chunk],
-                           [json.dumps(list(i.genres)) for i in chunk])  # fmt: skip
+    for chunk in chunks(items, ITEM_BATCH):
+        body = {"items": [item_json(i) for i in chunk]}
+        await anyio.to_thread.run_sync(client.json, "POST", "/v1/items", body)
         progress.advance(len(chunk))
     progress.close()
 
 
-async def replay(conn: asyncpg.Connection, ratings: Sequence[Rating]) -> int:
-    """Store every rating as a watch event, in the given (time) order; return how many were new."""
-    progress = Progress("replay", len(ratings))
+async def produce(producer: AIOKafkaProducer, topic: str, ratings: Sequence[Rating]) -> int:
+    """Produce every rating as a watch event, in the given (time) order; return how many.
+
+    Same key, same partition: each user's events reach the consumer in order.
+    """
+    progress = Progress("produce", len(ratings))
+    for chunk in chunks(ratings, BATCH):
+        futures = []
+        for rating in chunk:
+            value = json.dumps(event_of(rating).to_json(), separators=(",", ":")).encode()
+            futures.append(await producer.send(topic, value, key=rating.user_id.encode()))
+        for future in futures:
+            await future
+        progress.advance(len(chunk))
+    progress.close()
+    return len(ratings)
+
+
+async def post_events(client: Client, ratings: Sequence[Rating]) -> int:
+    """``POST /v1/events`` in time order, 1000 per call; return how many were new to the outbox."""
+    progress = Progress("post events", len(ratings))
     new = 0
-    for start in range(0, len(ratings), BATCH):
-        chunk = ratings[start : start + BATCH]
-        new += await store_batch(conn, [event_of(r) for r in chunk])
+    for chunk in chunks(ratings, BATCH):
+        body = {"events": [event_of(r).to_json() for r in chunk]}
+        post = functools.partial(client.json, "POST", "/v1/events", body, expect=202)
+        answer = await anyio.to_thread.run_sync(post)
+        new += int(answer["accepted"]) - int(answer["duplicates"])
         progress.advance(len(chunk))
     progress.close()
     return new
 
 
-class Asker:
-    """Ten recommendations for a user: over HTTP at ``base_url``, or in-process."""
-
-    def __init__(self, base_url: str | None, recommender: Recommender | None) -> None:
-        self.base_url = base_url
-        self.recommender = recommender
-        self._conn: http.client.HTTPConnection | None = None
-        self.via = f"HTTP {base_url}" if base_url else "the Recommender in-process"
-
-    async def ask(self, user_id: str, limit: int) -> list[str]:
-        if self.base_url is None:
-            assert self.recommender is not None
-            found = await self.recommender.for_user(user_id, limit=limit)
-            return [s.item_id for s in found.items]
-        status, body = await anyio.to_thread.run_sync(self._get, user_id, limit)
-        if status != 200:
-            raise RuntimeError(f"GET recommendations for {user_id!r}: HTTP {status}")
-        return [item["item_id"] for item in json.loads(body)["items"]]
-
-    async def has_endpoint(self) -> bool:
-        """Whether the service answers the read API (else the caller asks in-process)."""
-        if self.base_url is None:
-            return False
-        status, _ = await anyio.to_thread.run_sync(self._get, "reco-evaluate-probe", 1)
-        return status == 200
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-
-    def _get(self, user_id: str, limit: int) -> tuple[int, bytes]:
-        assert self.base_url is not None
-        url = urllib.parse.urlsplit(self.base_url)
-        if self._conn is None:
-            self._conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port,
-                                                    timeout=30)  # fmt: skip
-        path = f"{url.path.rstrip('/')}/v1/users/{urllib.parse.quote(user_id, safe='')}"
-        self._conn.request("GET", f"{path}/recommendations?limit={limit}")
-        response = self._conn.getresponse()
-        return response.status, response.read()
+async def consumed(client: Client) -> int:
+    """Messages the service's consumer has handled so far (stored, duplicate or invalid)."""
+    status, body = await anyio.to_thread.run_sync(client.request, "GET", "/metrics")
+    if status != 200:
+        raise RuntimeError(f"GET /metrics: HTTP {status}")
+    return math.floor(metric_total(body.decode(), CONSUMED))
 
 
-async def ask_all(asker: Asker, users: Sequence[str], limit: int) -> dict[str, list[str]]:
-    progress = Progress(f"recommend via {asker.via}", len(users))
-    lists = {}
+async def wait_consumed(client: Client, before: int, expected: int) -> None:
+    """Wait (the caller's deadline) until the consumer has handled ``expected`` more messages."""
+    progress = Progress("consumer stored", expected)
+    done = 0
+    while done < expected:
+        await anyio.sleep(POLL)
+        now = min(await consumed(client) - before, expected)
+        progress.advance(now - done)
+        done = now
+    progress.close()
+
+
+async def ask_all(base_url: str, users: Sequence[str], limit: int) -> dict[str, list[str]]:
+    """``limit`` recommendations per user over HTTP, :data:`CONNECTIONS` requests at a time."""
+    progress = Progress(f"recommend via HTTP {base_url}", len(users))
+    lists: dict[str, list[str]] = {}
+    send, receive = anyio.create_memory_object_stream[str](len(users))
     for user in users:
-        lists[user] = await asker.ask(user, limit)
-        progress.advance()
+        send.send_nowait(user)
+    send.close()
+
+    async def worker() -> None:
+        client = Client(base_url)
+        try:
+            async for user in receive:
+                answer = await anyio.to_thread.run_sync(
+                    client.json, "GET", recommendations_path(user, limit)
+                )
+                lists[user] = [entry["item_id"] for entry in answer["items"]]
+                progress.advance()
+        finally:
+            client.close()
+
+    async with receive, anyio.create_task_group() as tg:
+        for _ in range(min(CONNECTIONS, max(len(users), 1))):
+            tg.start_soon(worker)
     progress.close()
     return lists

@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from reco.evaluation import baselines, data, metrics
+from reco.evaluation import baselines, data, metrics, replay
+from reco.evaluation.client import metric_total
 from reco.evaluation.progress import Progress
+from reco.evaluation.service import environment
+from reco.events import parse_watch_event
+from reco.settings import AppEnv, BackgroundMode, Settings, load_settings
 
 
 class TestReading:
@@ -93,3 +97,49 @@ class TestProgress:
         assert lines[0] == "replay: 10/100"
         assert len(lines) == 11
         assert lines[-1].startswith("replay: 100/100 in ")
+
+
+class TestServiceEnvironment:
+    def test_every_setting_survives_the_trip_through_reco_variables(self) -> None:
+        """The child process loads exactly the settings the evaluation chose."""
+        chosen = Settings(
+            app_env=AppEnv.TEST, api_tokens=("a" * 32, "b" * 32), consumer_enabled=True,
+            migrate_on_start=True, shutdown_timeout=2.5, background_mode=BackgroundMode.DROP,
+            database_url="postgresql://u@127.0.0.1:5/db",
+        )  # fmt: skip
+        assert load_settings(environment(chosen, {})) == chosen
+
+    def test_inherited_reco_variables_are_replaced_and_others_kept(self) -> None:
+        """A stray RECO_ variable of the caller never reaches the child; PATH does."""
+        env = environment(Settings(), {"PATH": "/bin", "RECO_TYPO": "1", "APP_ENV": "production"})
+        assert env["PATH"] == "/bin"
+        assert "RECO_TYPO" not in env
+        assert env["APP_ENV"] == "development"
+        assert "RECO_MIGRATE_ON_START" not in env  # None: the child's own default
+
+
+class TestReplayPieces:
+    def test_metric_total_sums_every_label_set(self) -> None:
+        page = (
+            "# HELP reco_consumer_messages_total Watch-event messages\n"
+            "# TYPE reco_consumer_messages_total counter\n"
+            'reco_consumer_messages_total{outcome="processed"} 7\n'
+            'reco_consumer_messages_total{outcome="duplicate"} 2.0\n'
+            'reco_consumer_messages_totally{outcome="x"} 100\n'
+            "reco_consumer_lag 3\n"
+        )
+        assert metric_total(page, "reco_consumer_messages_total") == 9.0
+        assert metric_total(page, "reco_missing_total") == 0.0
+
+    def test_events_are_valid_watch_events_with_stable_ids(self) -> None:
+        """The produced JSON passes the consumer's validation; the id is deterministic."""
+        rating = data.Rating("u1", "i9", 881250949.0)
+        event = replay.event_of(rating)
+        assert parse_watch_event(event.to_json()) == event
+        assert event.event_id == "eval:u1:i9:881250949"
+        assert replay.event_of(data.Rating("u1", "i9", 881250951.5)).event_id.endswith(
+            ":881250951.5"
+        )
+
+    def test_chunks_cover_everything_in_order(self) -> None:
+        assert replay.chunks([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
