@@ -14,9 +14,10 @@ from reco.engine.scoring import ItemInfo, Neighbours, normalise
 
 _ITEM_COLUMNS = "i.item_id, i.title, i.genres, p.user_count, p.log_score"
 
+# One row with one array (decoded in asyncpg's C code), not a record per item.
 _HISTORY = """
-SELECT item_id FROM user_history WHERE user_id = $1
-ORDER BY last_watched_at DESC, item_id
+SELECT coalesce(array_agg(item_id ORDER BY last_watched_at DESC, item_id), '{}')
+FROM user_history WHERE user_id = $1
 """
 
 # The top-K neighbours of each seed by raw weight (two index ranges each: the
@@ -85,7 +86,8 @@ def _info(r: asyncpg.Record) -> ItemInfo:
 
 async def history(conn: asyncpg.Connection, user_id: str) -> list[str]:
     """Every item the user watched, most recent first (read fresh: read-after-write)."""
-    return [r["item_id"] for r in await conn.fetch(_HISTORY, user_id)]
+    items: list[str] = await conn.fetchval(_HISTORY, user_id)
+    return items
 
 
 async def neighbours(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
 from reco.engine import scoring
@@ -129,6 +132,40 @@ class TestPersonal:
         assert ids(recommend(["a"], nb, trending, Request(2)))[0] == "q"
         heavy = ["a", *(f"h{i}" for i in range(200))]
         assert ids(recommend(heavy, nb, trending, Request(2)))[0] == "p"
+
+
+class TestTopK:
+    def test_neighbour_without_info_is_skipped(self) -> None:
+        """A neighbour the item mapping does not know is never served (nothing to show)."""
+        nb = neighbours_of("a", (info("b"), 1.0))
+        nb["a"] = {"ghost": 5.0, **nb["a"]}
+        assert ids(recommend(["a"], nb, [], Request(3))) == ["b"]
+
+    def test_pruned_ranking_equals_the_full_ranking(self) -> None:
+        """Scoring only the candidates that can reach the top gives the full sort's top."""
+        rng = random.Random(5)
+        others = [info(f"c{i}", log_score=-rng.random() * 4) for i in range(120)]
+        seeds = [f"s{i}" for i in range(scoring.SEEDS)]
+        nb: dict[str, Neighbours] = {}
+        for seed in seeds:
+            nb |= neighbours_of(seed, *((o, rng.uniform(1, 9)) for o in rng.sample(others, 40)))
+        trending = sorted(others, key=lambda i: -i.log_score)
+        got = recommend(seeds, nb, trending, Request(10))
+        assert [(s.item_id, s.score) for s in got] == reference_top(seeds, nb, trending, 10)
+
+
+def reference_top(history: list[str], nb: dict[str, Neighbours], trending: list[ItemInfo],
+                  limit: int) -> list[tuple[str, float]]:  # fmt: skip
+    """Every candidate scored and sorted: the model in the module docstring, written plainly."""
+    totals: dict[str, float] = {}
+    for k, seed in enumerate(history[: scoring.SEEDS]):
+        for item_id, weight in nb.get(seed, {}).items():
+            totals[item_id] = totals.get(item_id, 0.0) + scoring.RECENCY**k * weight
+    top_p, top_t = max(totals.values()), trending[0].log_score
+    weight = scoring.BLEND * scoring.PRIOR / (scoring.PRIOR + len(set(history)))
+    scored = [(i, p / top_p + weight * math.exp(min(ITEMS[i].log_score - top_t, 0.0)))
+              for i, p in totals.items()]  # fmt: skip
+    return sorted(scored, key=lambda x: (-x[1], x[0]))[:limit]
 
 
 class TestDeterminism:
