@@ -5,20 +5,23 @@ only when events touch the item, so they are kept until invalidated: at most
 every ``ttl`` seconds one query lists the items whose ``changed_at`` moved
 since the last check (with an overlap for transactions that commit late),
 and the lists of those items are dropped; the trending list and the set of
-inactive items are re-read at the same time.
+inactive items are re-read at the same time. Model data is thus at most
+about ``ttl`` old; entries are refetched anyway after ``MAX_AGE / 2`` to
+``MAX_AGE`` seconds (user counts of neighbours drift; the spread keeps lists
+fetched together from expiring, and being refetched, together).
 
 Neighbour lists are dicts of item ids to weights, which CPython's collector
 does not track, and each item's ItemInfo is kept once in ``items``
-(refreshed whenever a fetch returns it): the cache adds almost nothing to what
-a full garbage collection has to walk, so it cannot stall the event loop. Model data is thus at most
-about ``ttl`` old; entries are refetched anyway after ``MAX_AGE`` seconds
-(user counts of neighbours drift slowly).
+(refreshed whenever a fetch returns it): the cache adds almost nothing to
+what a full garbage collection has to walk, so it cannot stall the event
+loop for long.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import random
 import time
 from collections.abc import Sequence
 
@@ -40,7 +43,7 @@ class ModelCache:
         self.trending: list[ItemInfo] = []
         self.inactive: frozenset[str] = frozenset()
         self.items: dict[str, ItemInfo] = {}  # the infos of every cached neighbour
-        self._neighbours: dict[str, tuple[float, Neighbours]] = {}
+        self._neighbours: dict[str, tuple[float, Neighbours]] = {}  # seed -> (expiry, list)
         self._synced_at = -float("inf")
         self._mark: dt.datetime | None = None
         self._lock = anyio.Lock()
@@ -64,14 +67,15 @@ class ModelCache:
     ) -> dict[str, Neighbours]:
         """Lists for ``seeds``: cached ones, the rest in one query."""
         now = time.monotonic()
-        found = {s: e[1] for s in seeds if (e := self._neighbours.get(s)) and now - e[0] < MAX_AGE}
+        found = {s: e[1] for s in seeds if (e := self._neighbours.get(s)) and now < e[0]}
         missing = [s for s in seeds if s not in found]
         if missing:
             fetched, infos = await queries.neighbours(conn, missing, scoring.NEIGHBOURS)
             self.items.update(infos)
             for seed, neighbours in fetched.items():
                 self._neighbours.pop(seed, None)  # re-insert: dict order is fetch order
-                self._neighbours[seed] = (now, neighbours)
+                # Expiry in [MAX_AGE / 2, MAX_AGE]: see the module docstring.
+                self._neighbours[seed] = (now + MAX_AGE * random.uniform(0.5, 1.0), neighbours)
             found.update(fetched)
             self._evict()
         return found
