@@ -6,9 +6,9 @@ every ``ttl`` seconds one query lists the items whose ``changed_at`` moved
 since the last check (with an overlap for transactions that commit late),
 and the lists of those items are dropped; the trending list and the set of
 inactive items are re-read at the same time. Model data is thus at most
-about ``ttl`` old; entries are refetched anyway after ``MAX_AGE / 2`` to
-``MAX_AGE`` seconds (user counts of neighbours drift; the spread keeps lists
-fetched together from expiring, and being refetched, together).
+about ``ttl`` old; entries are refetched anyway after 0.75 to 1.25 times
+``MAX_AGE`` (user counts of neighbours drift; the spread keeps lists fetched
+together, at a cold start, from expiring and being refetched together).
 
 Neighbour lists are dicts of item ids to weights, which CPython's collector
 does not track, and each item's ItemInfo is kept once in ``items``
@@ -74,8 +74,8 @@ class ModelCache:
             self.items.update(infos)
             for seed, neighbours in fetched.items():
                 self._neighbours.pop(seed, None)  # re-insert: dict order is fetch order
-                # Expiry in [MAX_AGE / 2, MAX_AGE]: see the module docstring.
-                self._neighbours[seed] = (now + MAX_AGE * random.uniform(0.5, 1.0), neighbours)
+                # Expiry spread around MAX_AGE: see the module docstring.
+                self._neighbours[seed] = (now + MAX_AGE * random.uniform(0.75, 1.25), neighbours)
             found.update(fetched)
             self._evict()
         return found
