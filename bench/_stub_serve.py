@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import anyio
 
 from reco import service
+from reco.cli import LOOP_OPTIONS
 from reco.engine.recommender import Reason, RecommendationList, Recommender, ScoredItem
 from reco.observability.logs import configure_logging
 from reco.settings import load_settings
@@ -44,7 +45,8 @@ def main() -> int:
     configure_logging(settings.log_level)
     supervisor, app_state, _ = service.build(settings)
     app_state.recommender = StubRecommender()
-    return anyio.run(supervisor.run, backend="asyncio")
+    service.freeze_startup_objects()  # as `reco serve` does, on the same event loop
+    return anyio.run(supervisor.run, backend="asyncio", backend_options=LOOP_OPTIONS)
 
 
 if __name__ == "__main__":

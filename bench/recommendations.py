@@ -56,6 +56,9 @@ from reco.settings import Settings
 
 TOKEN = "bench-token-0123456789abcdefghijklmnopqrstuvwxyz"
 EVENT_BATCH = 5000
+# Long enough for the server's model cache to hold nearly every item's neighbour
+# list (ML-100K: 1,682), as a process that has served for a while does.
+WARM_UP = 10
 PROFILE_FORMATS = {".svg": "flamegraph", ".txt": "raw", ".json": "speedscope"}
 
 
@@ -278,7 +281,7 @@ def run_all(args: argparse.Namespace, server: Server, users: list[str]) -> Resul
         print(result.line(), flush=True)
         return result
 
-    run("warm-up", recs, 3)
+    run("warm-up", recs, WARM_UP)
     health_runs, recs_runs = [run("/healthz", health)], []
     with profiling(server, args.profile, slice_seconds * args.rounds):
         for _ in range(args.rounds):

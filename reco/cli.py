@@ -91,7 +91,12 @@ def _serve(settings: Settings) -> int:
     if not settings.database_url:
         print("reco: RECO_DATABASE_URL is required (or run `reco dev`)", file=sys.stderr)
         return EXIT_CONFIG
-    return anyio.run(service.serve, settings, backend="asyncio")
+    return anyio.run(service.serve, settings, backend="asyncio", backend_options=LOOP_OPTIONS)
+
+
+# uvloop: the same asyncio API with the loop, sockets and timers in C (libuv);
+# it cut the framework's per-request cost by about a third (docs/performance.md).
+LOOP_OPTIONS = {"use_uvloop": True}
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

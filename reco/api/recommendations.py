@@ -14,9 +14,9 @@ id; ``popular`` is a reserved item id for that reason.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 
+import orjson
 from quart import Blueprint, Response, request
 
 from reco.api import validation
@@ -30,8 +30,6 @@ from reco.observability import metrics
 blueprint = Blueprint("recommendations", __name__)
 register_unavailable(blueprint)
 
-# json.dumps builds a new encoder per call when given options; this one is reused.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 USER_PARAMS = frozenset({"limit", "genre", "exclude"})
 SIMILAR_PARAMS = frozenset({"limit"})
 POPULAR_PARAMS = frozenset({"limit", "genre"})
@@ -103,9 +101,13 @@ def _item(item: ScoredItem) -> dict[str, object]:
 
 def encode_list(recommendation_id: uuid.UUID, user_id: str | None,
                 recs: RecommendationList) -> bytes:  # fmt: skip
-    """The response body: the list, its id and who it was for."""
+    """The response body: the list, its id and who it was for.
+
+    orjson: several times faster than the stdlib encoder on these small
+    bodies, and it refuses nothing a score can be (scores are finite).
+    """
     body = {
         "recommendation_id": str(recommendation_id), "user_id": user_id,
         "algorithm": recs.algorithm, "items": [_item(item) for item in recs.items],
     }  # fmt: skip
-    return _ENCODER.encode(body).encode()
+    return orjson.dumps(body)

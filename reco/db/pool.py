@@ -6,6 +6,15 @@ Timeouts everywhere, from settings: connect, ``statement_timeout``,
 a timeout (a hung server must not leak pool slots). Start-up waits for the
 server with backoff up to a deadline; a health loop keeps the ``database``
 readiness check true to what the server does now.
+
+Release skips asyncpg's reset query (``pg_advisory_unlock_all(); CLOSE ALL;
+UNLISTEN *; RESET ALL``), a second round trip on every request, when the
+block that used the connection exited cleanly outside a transaction: pooled
+connections never take session state (advisory locks, LISTEN and session
+SETs use dedicated connections from :func:`connect`; timeouts are
+``server_settings``, which RESET ALL keeps anyway). Any other release (an
+exception, an open transaction, a connection not acquired through
+:meth:`Database.connection`) gets the full reset, as before.
 """
 
 from __future__ import annotations
@@ -75,6 +84,7 @@ class Database:
         self.readiness = readiness
         self._pool: asyncpg.Pool | None = None
         self._stop = anyio.Event()
+        self._clean: set[int] = set()  # server pids released clean: no reset query
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -104,6 +114,7 @@ class Database:
                     timeout=cfg.db_connect_timeout,
                     command_timeout=cfg.db_statement_timeout + 1,
                     server_settings=server_settings(cfg),
+                    reset=self._reset,
                 )
         self.readiness.set(CHECK, True)
         self._update_pool_gauges()
@@ -177,6 +188,8 @@ class Database:
         try:
             # The proxy forwards every Connection method; SQL functions take a Connection.
             yield cast(asyncpg.Connection, conn)
+            if not conn.is_in_transaction():
+                self._clean.add(conn.get_server_pid())
         except anyio.get_cancelled_exc_class():
             broken = True
             raise
@@ -190,6 +203,19 @@ class Database:
                     conn.terminate()
                 await pool.release(conn, timeout=self.settings.db_acquire_timeout)
             self._update_pool_gauges()
+
+    async def _reset(self, conn: asyncpg.Connection) -> None:
+        """The pool's reset hook (after asyncpg's own rollback of an open transaction).
+
+        A connection released clean by :meth:`connection` needs nothing; any
+        other gets asyncpg's full reset query.
+        """
+        pid = conn.get_server_pid()
+        if pid in self._clean:
+            self._clean.discard(pid)
+            return
+        if query := conn.get_reset_query():
+            await conn.execute(query)
 
     async def _acquire(self, pool: asyncpg.Pool) -> Any:
         began = time.perf_counter()

@@ -6,14 +6,22 @@ every ``ttl`` seconds one query lists the items whose ``changed_at`` moved
 since the last check (with an overlap for transactions that commit late),
 and the lists of those items are dropped; the trending list and the set of
 inactive items are re-read at the same time. Model data is thus at most
-about ``ttl`` old; entries are refetched anyway after ``MAX_AGE`` seconds
-(user counts of neighbours drift slowly).
+about ``ttl`` old; entries are refetched anyway after 0.75 to 1.25 times
+``MAX_AGE`` (user counts of neighbours drift; the spread keeps lists fetched
+together, at a cold start, from expiring and being refetched together).
+
+Neighbour lists are dicts of item ids to weights, which CPython's collector
+does not track, and each item's ItemInfo is kept once in ``items``
+(refreshed whenever a fetch returns it): the cache adds almost nothing to
+what a full garbage collection has to walk, so it cannot stall the event
+loop for long.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import random
 import time
 from collections.abc import Sequence
 
@@ -21,7 +29,7 @@ import anyio
 import asyncpg
 
 from reco.engine import queries, scoring
-from reco.engine.scoring import ItemInfo, Neighbour
+from reco.engine.scoring import ItemInfo, Neighbours
 
 TRENDING_CACHED = 500  # items kept in the trending list
 NEIGHBOURS_CACHED = 50_000  # items whose lists a process keeps (oldest go first)
@@ -34,7 +42,8 @@ class ModelCache:
         self.ttl = ttl
         self.trending: list[ItemInfo] = []
         self.inactive: frozenset[str] = frozenset()
-        self._neighbours: dict[str, tuple[float, tuple[Neighbour, ...]]] = {}
+        self.items: dict[str, ItemInfo] = {}  # the infos of every cached neighbour
+        self._neighbours: dict[str, tuple[float, Neighbours]] = {}  # seed -> (expiry, list)
         self._synced_at = -float("inf")
         self._mark: dt.datetime | None = None
         self._lock = anyio.Lock()
@@ -55,16 +64,18 @@ class ModelCache:
 
     async def neighbours(
         self, conn: asyncpg.Connection, seeds: Sequence[str]
-    ) -> dict[str, tuple[Neighbour, ...]]:
+    ) -> dict[str, Neighbours]:
         """Lists for ``seeds``: cached ones, the rest in one query."""
         now = time.monotonic()
-        found = {s: e[1] for s in seeds if (e := self._neighbours.get(s)) and now - e[0] < MAX_AGE}
+        found = {s: e[1] for s in seeds if (e := self._neighbours.get(s)) and now < e[0]}
         missing = [s for s in seeds if s not in found]
         if missing:
-            fetched = await queries.neighbours(conn, missing, scoring.NEIGHBOURS)
+            fetched, infos = await queries.neighbours(conn, missing, scoring.NEIGHBOURS)
+            self.items.update(infos)
             for seed, neighbours in fetched.items():
                 self._neighbours.pop(seed, None)  # re-insert: dict order is fetch order
-                self._neighbours[seed] = (now, neighbours)
+                # Expiry spread around MAX_AGE: see the module docstring.
+                self._neighbours[seed] = (now + MAX_AGE * random.uniform(0.75, 1.25), neighbours)
             found.update(fetched)
             self._evict()
         return found
@@ -76,6 +87,7 @@ class ModelCache:
         self.trending = await queries.trending(conn, limit=TRENDING_CACHED)
         if since is None:
             self._neighbours.clear()
+            self.items.clear()
         for item in changed:
             self._neighbours.pop(item, None)
         self.inactive = frozenset(inactive)

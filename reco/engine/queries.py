@@ -10,13 +10,14 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from reco.engine.scoring import ItemInfo, Neighbour, normalise
+from reco.engine.scoring import ItemInfo, Neighbours, normalise
 
 _ITEM_COLUMNS = "i.item_id, i.title, i.genres, p.user_count, p.log_score"
 
+# One row with one array (decoded in asyncpg's C code), not a record per item.
 _HISTORY = """
-SELECT item_id FROM user_history WHERE user_id = $1
-ORDER BY last_watched_at DESC, item_id
+SELECT coalesce(array_agg(item_id ORDER BY last_watched_at DESC, item_id), '{}')
+FROM user_history WHERE user_id = $1
 """
 
 # The top-K neighbours of each seed by raw weight (two index ranges each: the
@@ -85,20 +86,27 @@ def _info(r: asyncpg.Record) -> ItemInfo:
 
 async def history(conn: asyncpg.Connection, user_id: str) -> list[str]:
     """Every item the user watched, most recent first (read fresh: read-after-write)."""
-    return [r["item_id"] for r in await conn.fetch(_HISTORY, user_id)]
+    items: list[str] = await conn.fetchval(_HISTORY, user_id)
+    return items
 
 
 async def neighbours(
     conn: asyncpg.Connection, seeds: Sequence[str], per_seed: int
-) -> dict[str, tuple[Neighbour, ...]]:
-    """Each seed's top ``per_seed`` active neighbours, normalised; () for a seed with none."""
+) -> tuple[dict[str, Neighbours], dict[str, ItemInfo]]:
+    """Each seed's top ``per_seed`` neighbours, normalised ({} for a seed with none),
+    and the infos of those neighbours (one ItemInfo per distinct item)."""
     rows = await conn.fetch(_NEIGHBOURS, list(seeds), per_seed)
     raw: dict[str, list[tuple[ItemInfo, float]]] = {seed: [] for seed in seeds}
     seed_users: dict[str, int] = {}
+    infos: dict[str, ItemInfo] = {}
     for r in rows:
-        raw[r["seed"]].append((_info(r), float(r["weight"])))
+        info = infos.get(r["item_id"]) or infos.setdefault(r["item_id"], _info(r))
+        raw[r["seed"]].append((info, float(r["weight"])))
         seed_users[r["seed"]] = int(r["seed_users"] or 0)
-    return {seed: normalise(seed_users.get(seed, 0), found) for seed, found in raw.items()}
+    found: dict[str, Neighbours] = {
+        seed: normalise(seed_users.get(seed, 0), pairs) for seed, pairs in raw.items()
+    }
+    return found, infos
 
 
 async def trending(conn: asyncpg.Connection, *, genres: Sequence[str] = (),

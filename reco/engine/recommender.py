@@ -41,7 +41,9 @@ class Recommender:
             history = await queries.history(conn, user_id)
             neighbours = await self.cache.neighbours(conn, scoring.seeds_of(history))
         request = scoring.Request(limit, frozenset(genres), frozenset(exclude), self.cache.inactive)
-        items = scoring.recommend(history, neighbours, self.cache.trending, request)
+        items = scoring.recommend(
+            history, neighbours, self.cache.items, self.cache.trending, request
+        )
         if len(items) < limit:
             items = await self._fill(items, request, frozenset(history))
         algorithm = "cooccurrence" if any(neighbours.values()) else "trending"
@@ -55,7 +57,7 @@ class Recommender:
                 return None
             neighbours = await self.cache.neighbours(conn, [item_id])
         request = scoring.Request(limit, inactive=self.cache.inactive)
-        items = scoring.similar(item_id, neighbours[item_id], request)
+        items = scoring.similar(item_id, neighbours[item_id], self.cache.items, request)
         return RecommendationList("cooccurrence", tuple(items))
 
     async def popular(self, *, limit: int, genres: Sequence[str] = ()) -> RecommendationList:

@@ -20,9 +20,9 @@ the same list. The model (docs/design.md, "Engine"):
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import attrs
 
@@ -64,10 +64,13 @@ class ItemInfo:
     log_score: float  # time-decayed popularity, log space
 
 
-@attrs.frozen
-class Neighbour:
-    item: ItemInfo
-    weight: float  # co-occurrence normalised by sqrt(n(seed) * n(item))
+# A seed's neighbours: item id -> co-occurrence normalised by sqrt(n(seed) * n(item)),
+# strongest first. A dict of floats, no object per neighbour: the per-process
+# cache holds about a hundred per item, and an attrs instance each made every
+# generation-2 collection walk them (100+ ms event-loop stalls); CPython's
+# collector does not even track a dict of strs to floats. What scoring needs
+# to know about the neighbour itself comes from an item-id -> ItemInfo mapping.
+Neighbours = Mapping[str, float]
 
 
 @attrs.frozen
@@ -91,60 +94,94 @@ def allowed(item: ItemInfo, request: Request, seen: frozenset[str]) -> bool:
     return not request.genres or bool(item.genres & request.genres)
 
 
-def normalise(seed_users: int, rows: Iterable[tuple[ItemInfo, float]]) -> tuple[Neighbour, ...]:
+def normalise(seed_users: int, rows: Iterable[tuple[ItemInfo, float]]) -> dict[str, float]:
     """One seed's neighbours with raw weights -> normalised, strongest first."""
-    found = [Neighbour(item, weight / math.sqrt(max(seed_users, 1) * max(item.users, 1)))
+    found = [(item.item_id, weight / math.sqrt(max(seed_users, 1) * max(item.users, 1)))
              for item, weight in rows]  # fmt: skip
-    found.sort(key=lambda n: (-n.weight, n.item.item_id))
-    return tuple(found)
+    found.sort(key=lambda n: (-n[1], n[0]))
+    return dict(found)
 
 
-def personal_scores(
-    history: Sequence[str], neighbours: Mapping[str, Sequence[Neighbour]],
-    request: Request, seen: frozenset[str],
-) -> dict[str, tuple[float, str, ItemInfo]]:  # fmt: skip
-    """Allowed candidate -> (score, the seed that contributed most, its info)."""
-    scores: dict[str, list[Any]] = {}
-    for k, seed in enumerate(seeds_of(history)):
+def personal_scores(seeds: Sequence[str], lists: Sequence[Neighbours]) -> dict[str, float]:
+    """Candidate -> sum_k RECENCY**k * w(s_k, j), seeds in order (0 = latest).
+
+    The hot loop of a request (up to SEEDS * NEIGHBOURS steps): floats only,
+    no per-candidate objects; filtering happens afterwards on key sets.
+    """
+    totals: dict[str, float] = {}
+    get = totals.get
+    for k, weights in enumerate(lists[: len(seeds)]):
         recency = RECENCY**k
-        for n in neighbours.get(seed, ()):
-            part = recency * n.weight
-            entry = scores.get(n.item.item_id)
-            if entry is None:
-                if allowed(n.item, request, seen):
-                    scores[n.item.item_id] = [part, part, seed, n.item]
-            else:
-                entry[0] += part
-                if part > entry[1]:  # ties keep the more recent seed
-                    entry[1], entry[2] = part, seed
-    return {item: (e[0], e[2], e[3]) for item, e in scores.items()}
+        for item_id, weight in weights.items():
+            totals[item_id] = get(item_id, 0.0) + recency * weight
+    return totals
+
+
+def candidates(
+    totals: Mapping[str, float], items: Mapping[str, ItemInfo], request: Request,
+    seen: frozenset[str],
+) -> set[str]:  # fmt: skip
+    """The allowed candidates (see :func:`allowed`) that ``items`` knows about."""
+    found = totals.keys() - seen
+    found -= request.exclude
+    found -= request.inactive
+    found &= items.keys()
+    if request.genres:
+        found = {c for c in found if items[c].genres & request.genres}
+    return found
+
+
+def best_seed(item_id: str, seeds: Sequence[str], lists: Sequence[Neighbours]) -> str:
+    """The seed that contributed most to ``item_id``; ties keep the more recent seed."""
+    best, seed = -1.0, seeds[0]
+    for k, weights in enumerate(lists[: len(seeds)]):
+        weight = weights.get(item_id)
+        if weight is not None and (part := RECENCY**k * weight) > best:
+            best, seed = part, seeds[k]
+    return seed
 
 
 def recommend(
     history: Sequence[str],
-    neighbours: Mapping[str, Sequence[Neighbour]],
+    neighbours: Mapping[str, Neighbours],
+    items: Mapping[str, ItemInfo],
     trending: Sequence[ItemInfo],
     request: Request,
 ) -> list[ScoredItem]:
     """The ranked list for a user: personal candidates blended with trending, then fill.
 
     ``history`` is every item the user watched, most recent first;
-    ``neighbours`` maps (at least) its seeds to their neighbours; ``trending``
-    is the trending list (active items only), strongest first.
+    ``neighbours`` maps (at least) its seeds to their neighbours, whose infos
+    are in ``items``; ``trending`` is the trending list (active items only),
+    strongest first.
+
+    Only candidates that can still reach the top ``limit`` get a blended score
+    (the trending part is at most ``weight``), and only the chosen ones become
+    ScoredItems: a heavy user has about a thousand candidates.
     """
     seen = frozenset(history)
-    personal = personal_scores(history, neighbours, request, seen)
-    top_personal = max((s for s, _, _ in personal.values()), default=0.0) or 1.0
-    top_trend = max((i.log_score for i in trending), default=0.0)
+    seeds = seeds_of(history)
+    lists = [neighbours.get(seed, _NONE) for seed in seeds]
+    totals = personal_scores(seeds, lists)
+    allowed_ids = candidates(totals, items, request, seen)
+    top_trend = trending[0].log_score if trending else 0.0  # strongest first
     weight = BLEND * PRIOR / (PRIOR + len(seen))
-    ranked = []
-    for item_id, (score, seed, item) in personal.items():
-        p = score / top_personal
-        t = weight * _trend(item.log_score, top_trend)
-        reason = Reason("because_you_watched", seed) if p >= t else Reason("trending")
-        ranked.append(ScoredItem(item_id, item.title, p + t, reason))
-    ranked.sort(key=lambda s: (-s.score, s.item_id))
-    return fill(ranked[: request.limit], trending, request, seen, weight, top_trend)
+    chosen = []
+    if allowed_ids:
+        top_personal = max(map(totals.__getitem__, allowed_ids)) or 1.0
+        kth = heapq.nlargest(request.limit, map(totals.__getitem__, allowed_ids))[-1]
+        cut = kth - weight * top_personal
+        blended = [
+            (-(totals[c] / top_personal + weight * _trend(items[c].log_score, top_trend)), c)
+            for c in allowed_ids if totals[c] >= cut
+        ]  # fmt: skip
+        for negative, item_id in heapq.nsmallest(request.limit, blended):
+            p = totals[item_id] / top_personal
+            t = weight * _trend(items[item_id].log_score, top_trend)
+            reason = Reason("because_you_watched", best_seed(item_id, seeds, lists))
+            chosen.append(ScoredItem(item_id, items[item_id].title, -negative,
+                                     reason if p >= t else _TRENDING))  # fmt: skip
+    return fill(chosen, trending, request, seen, weight, top_trend)
 
 
 def fill(
@@ -165,18 +202,25 @@ def fill(
             score = weight * _trend(item.log_score, top_trend)
             if chosen:  # keep scores non-increasing down the list
                 score = min(score, chosen[-1].score)
-            chosen.append(ScoredItem(item.item_id, item.title, score, Reason("trending")))
+            chosen.append(ScoredItem(item.item_id, item.title, score, _TRENDING))
     return chosen
 
 
-def similar(item_id: str, neighbours: Sequence[Neighbour], request: Request) -> list[ScoredItem]:
+def similar(
+    item_id: str, neighbours: Neighbours, items: Mapping[str, ItemInfo], request: Request
+) -> list[ScoredItem]:
     """Neighbours of one item by normalised co-occurrence, strongest first."""
     reason = Reason("because_you_watched", item_id)
     seen = frozenset([item_id])
-    ranked = [ScoredItem(n.item.item_id, n.item.title, n.weight, reason)
-              for n in neighbours if allowed(n.item, request, seen)]  # fmt: skip
+    ranked = [ScoredItem(other, info.title, weight, reason)
+              for other, weight in neighbours.items()
+              if (info := items.get(other)) is not None and allowed(info, request, seen)]  # fmt: skip
     ranked.sort(key=lambda s: (-s.score, s.item_id))
     return ranked[: request.limit]
+
+
+_NONE: Neighbours = {}
+_TRENDING = Reason("trending")  # immutable: one instance serves every list
 
 
 def _trend(log_score: float, top: float) -> float:

@@ -57,13 +57,14 @@ class ImpressionBuffer:
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
             reason = "shutting down" if self._closed else "buffer full"
             self.count_dropped(1, reason)
+            metrics.background_queue_depth.set({}, self.statistics().depth)
             if self.mode is BackgroundMode.SYNC:
                 raise Problem(
                     503, f"the impression could not be recorded ({reason}); retry shortly",
                     slug="busy", headers={"Retry-After": "1"},
                 ) from None  # fmt: skip
-        finally:
-            metrics.background_queue_depth.set({}, self.statistics().depth)
+        # On success the depth gauge is left to the writer, which sets it once per
+        # batch: a statistics snapshot per served list cost more than the submit.
 
     async def _send_bounded(self, impression: Impression) -> None:
         with contextlib.suppress(anyio.WouldBlock):

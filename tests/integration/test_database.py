@@ -216,3 +216,36 @@ class TestUnavailableServer:
             assert db.readiness.ready
         finally:
             await db.aclose()
+
+
+async def set_name_then_fail(conn: asyncpg.Connection) -> None:
+    await conn.execute("SET application_name = 'dirty'")
+    raise ValueError("boom")
+
+
+class TestReset:
+    """Release skips asyncpg's reset query only after a clean block outside a transaction."""
+
+    async def test_clean_release_skips_the_reset_query(self, database: Database) -> None:
+        """No reset round trip: session state set by a clean block is still there (max size 1)."""
+        async with database.connection() as conn:
+            await conn.execute("SET application_name = 'not-reset'")
+        async with database.connection() as conn:
+            assert await conn.fetchval("SHOW application_name") == "not-reset"
+
+    async def test_release_after_an_error_resets_the_session(self, database: Database) -> None:
+        """A block that raised leaves its connection in an unknown state: fully reset."""
+        with pytest.raises(ValueError, match="boom"):
+            async with database.connection() as conn:
+                await set_name_then_fail(conn)
+        async with database.connection() as conn:
+            assert await conn.fetchval("SHOW application_name") == "reco"
+
+    async def test_release_in_a_transaction_rolls_back_and_resets(self, database: Database) -> None:
+        """A transaction left open is rolled back and the session reset."""
+        async with database.connection() as conn:
+            await conn.execute("BEGIN; SET application_name = 'dirty'")
+            assert conn.is_in_transaction()
+        async with database.connection() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SHOW application_name") == "reco"

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
 from reco.engine import scoring
-from reco.engine.scoring import ItemInfo, Neighbour, Request
+from reco.engine.scoring import ItemInfo, Neighbours, Request
+
+# Every info() made, by item id: the item-id -> ItemInfo mapping scoring reads
+# neighbours' infos from (a test that makes the same id twice keeps the last).
+ITEMS: dict[str, ItemInfo] = {}
 
 
 def info(item_id: str, *, genres: tuple[str, ...] = ("Drama",), users: int = 10,
          log_score: float = 0.0) -> ItemInfo:  # fmt: skip
-    return ItemInfo(item_id, f"Title {item_id}", frozenset(genres), users, log_score)
+    made = ItemInfo(item_id, f"Title {item_id}", frozenset(genres), users, log_score)
+    ITEMS[item_id] = made
+    return made
 
 
 def neighbours_of(seed: str, *pairs: tuple[ItemInfo, float], seed_users: int = 10
-                  ) -> dict[str, tuple[Neighbour, ...]]:  # fmt: skip
+                  ) -> dict[str, Neighbours]:  # fmt: skip
     return {seed: scoring.normalise(seed_users, pairs)}
+
+
+def recommend(history: list[str], neighbours: dict[str, Neighbours],
+              trending: list[ItemInfo], request: Request) -> list[scoring.ScoredItem]:  # fmt: skip
+    return scoring.recommend(history, neighbours, ITEMS, trending, request)
 
 
 TRENDING = [info(f"t{i}", log_score=-i, genres=("Comedy",) if i % 2 else ("Drama",))
@@ -30,54 +44,54 @@ class TestFiltering:
     def test_seen_items_are_never_recommended(self) -> None:
         """An item in the history is dropped even when it is a strong neighbour."""
         nb = neighbours_of("a", (info("b"), 5.0), (info("c"), 1.0))
-        got = scoring.recommend(["a", "b"], nb, TRENDING, Request(5))
+        got = recommend(["a", "b"], nb, TRENDING, Request(5))
         assert "b" not in ids(got)
         assert "a" not in ids(got)
         assert ids(got)[0] == "c"
 
     def test_seen_trending_items_are_not_filled_in(self) -> None:
         """Fill skips items the user watched."""
-        got = scoring.recommend(["t0", "t1"], {}, TRENDING, Request(3))
+        got = recommend(["t0", "t1"], {}, TRENDING, Request(3))
         assert ids(got) == ["t2", "t3", "t4"]
 
     def test_inactive_items_are_never_recommended(self) -> None:
         """Inactive neighbours and inactive trending items are both dropped."""
         nb = neighbours_of("a", (info("b"), 5.0), (info("c"), 1.0))
-        got = scoring.recommend(["a"], nb, TRENDING, Request(4, inactive=frozenset({"b", "t0"})))
+        got = recommend(["a"], nb, TRENDING, Request(4, inactive=frozenset({"b", "t0"})))
         assert ids(got) == ["c", "t1", "t2", "t3"]
 
     def test_genre_filter_keeps_matching_items_only(self) -> None:
         """With genres given, every item has one of them."""
         nb = neighbours_of("a", (info("b", genres=("Comedy",)), 5.0), (info("c"), 9.0))
-        got = scoring.recommend(["a"], nb, TRENDING, Request(4, genres=frozenset({"Comedy"})))
+        got = recommend(["a"], nb, TRENDING, Request(4, genres=frozenset({"Comedy"})))
         assert ids(got) == ["b", "t1", "t3", "t5"]
 
     def test_excluded_items_are_skipped(self) -> None:
         """exclude= drops items from both the personal part and the fill."""
         nb = neighbours_of("a", (info("b"), 5.0), (info("c"), 1.0))
-        got = scoring.recommend(["a"], nb, TRENDING, Request(3, exclude=frozenset({"b", "t0"})))
+        got = recommend(["a"], nb, TRENDING, Request(3, exclude=frozenset({"b", "t0"})))
         assert ids(got) == ["c", "t1", "t2"]
 
 
 class TestColdStart:
     def test_user_without_history_gets_trending(self) -> None:
         """No history: the trending list, each with a trending reason."""
-        got = scoring.recommend([], {}, TRENDING, Request(3))
+        got = recommend([], {}, TRENDING, Request(3))
         assert ids(got) == ["t0", "t1", "t2"]
         assert {s.reason.type for s in got} == {"trending"}
 
     def test_short_personal_list_is_filled_to_the_limit(self) -> None:
         """One neighbour, limit 4: the rest comes from trending."""
-        got = scoring.recommend(["a"], neighbours_of("a", (info("b"), 1.0)), TRENDING, Request(4))
+        got = recommend(["a"], neighbours_of("a", (info("b"), 1.0)), TRENDING, Request(4))
         assert ids(got) == ["b", "t0", "t1", "t2"]
 
     def test_fewer_than_limit_only_when_items_run_out(self) -> None:
         """The list is short only when nothing allowed is left."""
-        got = scoring.recommend([], {}, TRENDING[:2], Request(5))
+        got = recommend([], {}, TRENDING[:2], Request(5))
         assert ids(got) == ["t0", "t1"]
 
     def test_scores_do_not_increase_down_the_list(self) -> None:
-        got = scoring.recommend(["a"], neighbours_of("a", (info("b"), 1.0)), TRENDING, Request(6))
+        got = recommend(["a"], neighbours_of("a", (info("b"), 1.0)), TRENDING, Request(6))
         scores = [s.score for s in got]
         assert scores == sorted(scores, reverse=True)
 
@@ -89,43 +103,77 @@ class TestPersonal:
             **neighbours_of("a", (info("x"), 1.0)),
             **neighbours_of("b", (info("x"), 8.0), (info("y"), 2.0)),
         }
-        got = scoring.recommend(["a", "b"], nb, [], Request(2))
+        got = recommend(["a", "b"], nb, [], Request(2))
         assert got[0].item_id == "x"
         assert got[0].reason == scoring.Reason("because_you_watched", "b")
 
     def test_recent_seeds_weigh_more(self) -> None:
         """Equal co-occurrence: the neighbour of the latest watch ranks first."""
         nb = {**neighbours_of("new", (info("n"), 1.0)), **neighbours_of("old", (info("o"), 1.0))}
-        assert ids(scoring.recommend(["new", "old"], nb, [], Request(2))) == ["n", "o"]
+        assert ids(recommend(["new", "old"], nb, [], Request(2))) == ["n", "o"]
 
     def test_popular_neighbours_are_normalised_down(self) -> None:
         """Same raw weight: the item fewer users watched is the stronger signal."""
         nb = neighbours_of(
             "a", (info("blockbuster", users=1000), 5.0), (info("niche", users=5), 5.0)
         )
-        assert ids(scoring.recommend(["a"], nb, [], Request(2))) == ["niche", "blockbuster"]
+        assert ids(recommend(["a"], nb, [], Request(2))) == ["niche", "blockbuster"]
 
     def test_only_the_latest_seeds_count(self) -> None:
         """Items watched before the last SEEDS distinct ones are no seeds."""
         history = [f"h{i}" for i in range(scoring.SEEDS + 1)]
         nb = neighbours_of(history[-1], (info("z"), 1.0))
-        assert scoring.recommend(history, nb, [], Request(1)) == []
+        assert recommend(history, nb, [], Request(1)) == []
 
     def test_trending_blend_helps_sparse_users_more(self) -> None:
         """A trending candidate overtakes a slightly stronger personal one for a sparse user."""
         nb = neighbours_of("a", (info("p", log_score=-10.0), 1.0), (info("q", log_score=0.0), 0.9))
         trending = [info("q", log_score=0.0)]
-        assert ids(scoring.recommend(["a"], nb, trending, Request(2)))[0] == "q"
+        assert ids(recommend(["a"], nb, trending, Request(2)))[0] == "q"
         heavy = ["a", *(f"h{i}" for i in range(200))]
-        assert ids(scoring.recommend(heavy, nb, trending, Request(2)))[0] == "p"
+        assert ids(recommend(heavy, nb, trending, Request(2)))[0] == "p"
+
+
+class TestTopK:
+    def test_neighbour_without_info_is_skipped(self) -> None:
+        """A neighbour the item mapping does not know is never served (nothing to show)."""
+        nb = neighbours_of("a", (info("b"), 1.0))
+        nb["a"] = {"ghost": 5.0, **nb["a"]}
+        assert ids(recommend(["a"], nb, [], Request(3))) == ["b"]
+
+    def test_pruned_ranking_equals_the_full_ranking(self) -> None:
+        """Scoring only the candidates that can reach the top gives the full sort's top."""
+        rng = random.Random(5)
+        others = [info(f"c{i}", log_score=-rng.random() * 4) for i in range(120)]
+        seeds = [f"s{i}" for i in range(scoring.SEEDS)]
+        nb: dict[str, Neighbours] = {}
+        for seed in seeds:
+            nb |= neighbours_of(seed, *((o, rng.uniform(1, 9)) for o in rng.sample(others, 40)))
+        trending = sorted(others, key=lambda i: -i.log_score)
+        got = recommend(seeds, nb, trending, Request(10))
+        assert [(s.item_id, s.score) for s in got] == reference_top(seeds, nb, trending, 10)
+
+
+def reference_top(history: list[str], nb: dict[str, Neighbours], trending: list[ItemInfo],
+                  limit: int) -> list[tuple[str, float]]:  # fmt: skip
+    """Every candidate scored and sorted: the model in the module docstring, written plainly."""
+    totals: dict[str, float] = {}
+    for k, seed in enumerate(history[: scoring.SEEDS]):
+        for item_id, weight in nb.get(seed, {}).items():
+            totals[item_id] = totals.get(item_id, 0.0) + scoring.RECENCY**k * weight
+    top_p, top_t = max(totals.values()), trending[0].log_score
+    weight = scoring.BLEND * scoring.PRIOR / (scoring.PRIOR + len(set(history)))
+    scored = [(i, p / top_p + weight * math.exp(min(ITEMS[i].log_score - top_t, 0.0)))
+              for i, p in totals.items()]  # fmt: skip
+    return sorted(scored, key=lambda x: (-x[1], x[0]))[:limit]
 
 
 class TestDeterminism:
     def test_same_state_gives_the_same_list(self) -> None:
         """Ties break by item id, so input order does not matter."""
         pairs = [(info(c), 1.0) for c in "fedcba"]
-        one = scoring.recommend(["s"], neighbours_of("s", *pairs), TRENDING, Request(8))
-        two = scoring.recommend(["s"], neighbours_of("s", *reversed(pairs)), TRENDING, Request(8))
+        one = recommend(["s"], neighbours_of("s", *pairs), TRENDING, Request(8))
+        two = recommend(["s"], neighbours_of("s", *reversed(pairs)), TRENDING, Request(8))
         assert one == two
         assert ids(one)[:6] == ["a", "b", "c", "d", "e", "f"]
 
@@ -133,7 +181,7 @@ class TestDeterminism:
 class TestSimilar:
     def test_similar_ranks_by_normalised_weight_and_skips_the_item(self) -> None:
         nb = scoring.normalise(10, [(info("b"), 1.0), (info("c"), 3.0), (info("a"), 9.0)])
-        got = scoring.similar("a", nb, Request(5, inactive=frozenset({"x"})))
+        got = scoring.similar("a", nb, ITEMS, Request(5, inactive=frozenset({"x"})))
         assert ids(got) == ["c", "b"]
         assert got[0].reason == scoring.Reason("because_you_watched", "a")
 
