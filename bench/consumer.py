@@ -37,6 +37,7 @@ from reco.devstack.broker import EmbeddedBroker
 from reco.devstack.postgres import EmbeddedPostgres
 from reco.events import parse_watch_event
 from reco.observability import metrics
+from reco.observability.logs import configure_logging
 from reco.observability.readiness import Readiness
 from reco.settings import AppEnv, Settings
 
@@ -207,7 +208,7 @@ async def bench(
     messages = load(args.data, args.limit)
     parse_watch_event(json.loads(messages[0][1]))  # the data set is valid for the real consumer
     total = len(messages)
-    print(f"events: {total} from {args.data}; batch_max {args.batch}")
+    print(f"events: {total} from {args.data}; batch_max {args.batch}; lanes {args.lanes}")
     rates: dict[tuple[str, str], float] = {}
     for mode in MODES:
         for name in ("ceiling", "consumer"):
@@ -241,6 +242,7 @@ def run_for(
         app_env=AppEnv.TEST, database_url=url, kafka_bootstrap=bootstrap,
         watch_events_topic=topic, dead_letter_topic=f"{topic}.dlq", consumer_group=f"g-{topic}",
         consumer_batch_max=args.batch, consumer_batch_wait=args.wait,
+        consumer_store_lanes=args.lanes,
     )  # fmt: skip
     return real(settings)
 
@@ -275,7 +277,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N ratings")
     parser.add_argument("--batch", type=int, default=1000, help="batch size (both runs)")
     parser.add_argument("--wait", type=float, default=0.1, help="consumer_batch_wait seconds")
+    parser.add_argument("--lanes", type=int, default=2, help="consumer_store_lanes")
     args = parser.parse_args(argv)
+    configure_logging("WARNING")  # the output is the figures, not the consumer's batch log
     if not args.data.exists():
         print(f"no data set at {args.data} (use --data)", file=sys.stderr)
         return 2
