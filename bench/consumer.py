@@ -210,7 +210,8 @@ async def bench(
     total = len(messages)
     print(f"events: {total} from {args.data}; batch_max {args.batch}; lanes {args.lanes}")
     rates: dict[tuple[str, str], float] = {}
-    for mode in MODES:
+    modes = MODES if args.mode == "both" else (args.mode,)
+    for mode in modes:
         for name in ("ceiling", "consumer"):
             tag = f"{name}_{mode.replace('-', '_')}"
             url, topic = await fresh_database(postgres, tag), f"bench.{tag}"
@@ -221,7 +222,7 @@ async def bench(
             await check_stored(url, total)
             rates[name, mode] = total / seconds
             print(f"  {name:8} {mode:10}: {total / seconds:9,.0f} events/s ({seconds:.2f} s{note})")
-    for mode in MODES:
+    for mode in modes:
         ratio = rates["consumer", mode] / rates["ceiling", mode]
         print(f"ratio consumer/ceiling ({mode}): {ratio:.2f}")
 
@@ -275,9 +276,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench consumer", description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an ML-100K .inter file")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N ratings")
-    parser.add_argument("--batch", type=int, default=1000, help="batch size (both runs)")
+    defaults = Settings()
+    parser.add_argument("--batch", type=int, default=defaults.consumer_batch_max,
+                        help="batch size (both runs)")  # fmt: skip
     parser.add_argument("--wait", type=float, default=0.1, help="consumer_batch_wait seconds")
-    parser.add_argument("--lanes", type=int, default=2, help="consumer_store_lanes")
+    parser.add_argument("--mode", choices=(*MODES, "both"), default="both", help="which runs")
+    parser.add_argument("--lanes", type=int, default=defaults.consumer_store_lanes,
+                        help="consumer_store_lanes")  # fmt: skip
     args = parser.parse_args(argv)
     configure_logging("WARNING")  # the output is the figures, not the consumer's batch log
     if not args.data.exists():
