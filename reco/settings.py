@@ -97,9 +97,8 @@ class Settings:
     consumer_dlq_max_request_bytes: int = attrs.field(default=2 * 1024 * 1024, validator=_positive)
     consumer_session_timeout: float = attrs.field(default=10.0, validator=_positive)
     consumer_heartbeat_interval: float = attrs.field(default=3.0, validator=_positive)
-    # batches of different partitions stored at once, each on its own connection (1: the
-    # aggregates' hot rows serialise concurrent transactions anyway; docs/performance.md)
-    consumer_store_lanes: int = attrs.field(default=1, validator=_positive)
+    # batches of different partitions stored at once, each on its own connection
+    consumer_store_lanes: int = attrs.field(default=2, validator=_positive)
 
     # --- impressions (background work) -------------------------------------
     max_background_tasks: int = attrs.field(default=1024, validator=_positive)
