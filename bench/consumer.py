@@ -37,6 +37,7 @@ from reco.devstack.broker import EmbeddedBroker
 from reco.devstack.postgres import EmbeddedPostgres
 from reco.events import parse_watch_event
 from reco.observability import metrics
+from reco.observability.logs import configure_logging
 from reco.observability.readiness import Readiness
 from reco.settings import AppEnv, Settings
 
@@ -207,9 +208,10 @@ async def bench(
     messages = load(args.data, args.limit)
     parse_watch_event(json.loads(messages[0][1]))  # the data set is valid for the real consumer
     total = len(messages)
-    print(f"events: {total} from {args.data}; batch_max {args.batch}")
+    print(f"events: {total} from {args.data}; batch_max {args.batch}; lanes {args.lanes}")
     rates: dict[tuple[str, str], float] = {}
-    for mode in MODES:
+    modes = MODES if args.mode == "both" else (args.mode,)
+    for mode in modes:
         for name in ("ceiling", "consumer"):
             tag = f"{name}_{mode.replace('-', '_')}"
             url, topic = await fresh_database(postgres, tag), f"bench.{tag}"
@@ -220,7 +222,7 @@ async def bench(
             await check_stored(url, total)
             rates[name, mode] = total / seconds
             print(f"  {name:8} {mode:10}: {total / seconds:9,.0f} events/s ({seconds:.2f} s{note})")
-    for mode in MODES:
+    for mode in modes:
         ratio = rates["consumer", mode] / rates["ceiling", mode]
         print(f"ratio consumer/ceiling ({mode}): {ratio:.2f}")
 
@@ -241,6 +243,7 @@ def run_for(
         app_env=AppEnv.TEST, database_url=url, kafka_bootstrap=bootstrap,
         watch_events_topic=topic, dead_letter_topic=f"{topic}.dlq", consumer_group=f"g-{topic}",
         consumer_batch_max=args.batch, consumer_batch_wait=args.wait,
+        consumer_store_lanes=args.lanes,
     )  # fmt: skip
     return real(settings)
 
@@ -273,9 +276,15 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench consumer", description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an ML-100K .inter file")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N ratings")
-    parser.add_argument("--batch", type=int, default=1000, help="batch size (both runs)")
+    defaults = Settings()
+    parser.add_argument("--batch", type=int, default=defaults.consumer_batch_max,
+                        help="batch size (both runs)")  # fmt: skip
     parser.add_argument("--wait", type=float, default=0.1, help="consumer_batch_wait seconds")
+    parser.add_argument("--mode", choices=(*MODES, "both"), default="both", help="which runs")
+    parser.add_argument("--lanes", type=int, default=defaults.consumer_store_lanes,
+                        help="consumer_store_lanes")  # fmt: skip
     args = parser.parse_args(argv)
+    configure_logging("WARNING")  # the output is the figures, not the consumer's batch log
     if not args.data.exists():
         print(f"no data set at {args.data} (use --data)", file=sys.stderr)
         return 2

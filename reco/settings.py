@@ -87,7 +87,7 @@ class Settings:
     # --- consumer -----------------------------------------------------------
     consumer_enabled: bool = True
     consumer_group: str = "reco"
-    consumer_batch_max: int = attrs.field(default=1000, validator=_positive)
+    consumer_batch_max: int = attrs.field(default=5000, validator=_positive)
     consumer_batch_wait: float = attrs.field(default=0.1, validator=_positive)
     consumer_max_message_bytes: int = attrs.field(default=64 * 1024, validator=_positive)
     consumer_stuck_after: float = attrs.field(default=60.0, validator=_positive)
@@ -97,6 +97,8 @@ class Settings:
     consumer_dlq_max_request_bytes: int = attrs.field(default=2 * 1024 * 1024, validator=_positive)
     consumer_session_timeout: float = attrs.field(default=10.0, validator=_positive)
     consumer_heartbeat_interval: float = attrs.field(default=3.0, validator=_positive)
+    # batches of different partitions stored at once, each on its own connection
+    consumer_store_lanes: int = attrs.field(default=2, validator=_positive)
 
     # --- impressions (background work) -------------------------------------
     max_background_tasks: int = attrs.field(default=1024, validator=_positive)

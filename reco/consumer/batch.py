@@ -79,6 +79,19 @@ def merge(first: Mapping[Any, list[Any]], more: Mapping[Any, list[Any]]) -> dict
     return merged
 
 
+def split_lanes(records: Mapping[Any, Sequence[Any]], lanes: int) -> dict[int, dict[Any, Any]]:
+    """Records by lane: a partition always goes to lane ``partition % lanes``.
+
+    One lane stores its batches one after the other, so a partition's batches
+    are stored (and committed) in order while other lanes run concurrently.
+    """
+    split: dict[int, dict[Any, Any]] = {}
+    for tp, batch in records.items():
+        if batch:
+            split.setdefault(tp.partition % lanes, {})[tp] = batch
+    return split
+
+
 def committable(
     next_offsets: Mapping[Any, int], assigned: Iterable[Any], abandoned: Iterable[Any]
 ) -> dict[Any, int]:

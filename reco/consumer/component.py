@@ -1,11 +1,16 @@
 """The watch-event consumer component: Kafka in, PostgreSQL out, idempotent, never stuck silently.
 
-One loop: fetch a batch (bounded by ``consumer_batch_max`` and
-``consumer_batch_wait``), dead-letter the invalid records, store the valid
-ones in one transaction (new events only reach the aggregates), and only
-then commit the offsets to Kafka. A crash anywhere before the commit means
-redelivery, and redelivery has no second effect because ``event_id`` is
-unique. See docs/design.md ("Consumer") for the invariants.
+A fetch loop and ``consumer_store_lanes`` store lanes. The fetch loop reads a
+batch (bounded by ``consumer_batch_max`` and ``consumer_batch_wait``),
+decodes and validates it, and hands each lane the records of its partitions
+(partition ``p`` always goes to lane ``p % lanes``), then fetches the next
+batch while the lanes store: decoding overlaps the database work, and lanes
+store different partitions concurrently on separate connections. A lane
+dead-letters the invalid records, stores the valid ones in one transaction
+(new events only reach the aggregates) and only then commits its partitions'
+offsets to Kafka. A crash anywhere before the commit means redelivery, and
+redelivery has no second effect because ``event_id`` is unique. See
+docs/design.md ("Consumer") for the invariants.
 
 Start-up never blocks on the broker: the component reports started at once
 and connects with backoff while readiness check ``kafka_consumer`` fails.
@@ -14,18 +19,20 @@ and connects with backoff while readiness check ``kafka_consumer`` fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 import stamina
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from structlog.contextvars import bound_contextvars
 
 from reco.consumer import dead_letter
-from reco.consumer.batch import BatchPlan, Progress, committable, lag_of, merge
+from reco.consumer.batch import BatchPlan, Progress, committable, lag_of, merge, split_lanes
 from reco.consumer.batch import plan_batch as _plan
 from reco.consumer.clients import Listener, make_consumer
 from reco.db.pool import Database
@@ -53,10 +60,14 @@ class WatchEventConsumer:
         self.database = database
         self._stop = anyio.Event()
         self._stop_scopes: set[anyio.CancelScope] = set()
-        self._batch_scope: anyio.CancelScope | None = None
-        self._idle = anyio.Event()  # set while no batch is in hand
+        self._batch_scopes: set[anyio.CancelScope] = set()  # the batches being stored
+        self._drain_at = math.inf  # when stopping: the deadline of every batch in hand
+        self._idle = anyio.Event()  # set while no batch is in hand (fetched, queued or storing)
         self._idle.set()
-        self._abandoned: set[Any] = set()  # revoked while the batch in hand was being stored
+        self._in_hand = 0
+        # revoked while a batch of theirs was in hand, or abandoned at shutdown: never committed
+        # again until assigned anew
+        self._abandoned: set[Any] = set()
         self._positions: dict[Any, int] = {}  # per partition: the next offset not yet stored
         self._progress = Progress(settings.consumer_stuck_after, 0.0)
         self._consumer: Any = None
@@ -83,18 +94,16 @@ class WatchEventConsumer:
             await self._close()
 
     def stop_nowait(self) -> None:
-        """Stop fetching now; the batch in hand gets ``consumer_drain_timeout`` to finish."""
+        """Stop fetching now; the batches in hand get ``consumer_drain_timeout`` to finish."""
+        if not self._stop.is_set():
+            self._drain_at = anyio.current_time() + self.settings.consumer_drain_timeout
         self._stop.set()
         for scope in self._stop_scopes:
             scope.cancel()
-        if self._batch_scope is not None:
-            self._drain_deadline(self._batch_scope)
+        for scope in self._batch_scopes:
+            scope.deadline = min(scope.deadline, self._drain_at)
 
-    def _drain_deadline(self, scope: anyio.CancelScope) -> None:
-        limit = anyio.current_time() + self.settings.consumer_drain_timeout
-        scope.deadline = min(scope.deadline, limit)
-
-    @contextmanager
+    @contextlib.contextmanager
     def _cancelled_on_stop(self) -> Iterator[anyio.CancelScope]:
         with anyio.CancelScope() as scope:
             self._stop_scopes.add(scope)
@@ -135,10 +144,56 @@ class WatchEventConsumer:
 
     # ------------------------------------------------------------------ loop
     async def _consume(self) -> None:
-        while not self._stop.is_set():
-            records = await self._fetch()
-            if records:
-                await self._handle(records)
+        """Fetch and plan batches, hand them to the store lanes; return when stopped and drained."""
+        lanes = self.settings.consumer_store_lanes
+        streams = [anyio.create_memory_object_stream[BatchPlan](1) for _ in range(lanes)]
+        async with anyio.create_task_group() as tg:
+            for _, receive in streams:
+                tg.start_soon(self._lane, receive)
+            sends = [send for send, _ in streams]
+            with contextlib.ExitStack() as closing:
+                for send in sends:
+                    closing.enter_context(send)  # closed on exit: the lanes drain and return
+                while not self._stop.is_set():
+                    records = await self._fetch()
+                    if records:
+                        await self._dispatch(records, sends)
+
+    async def _dispatch(
+        self,
+        records: Mapping[Any, Sequence[Any]],
+        sends: Sequence[MemoryObjectSendStream[BatchPlan]],
+    ) -> None:
+        """Plan each lane's share (decoding here overlaps the lanes' storing) and queue it."""
+        try:
+            for lane, share in split_lanes(records, len(sends)).items():
+                plan = _plan(share, self.settings.consumer_max_message_bytes)
+                self._hold()
+                try:
+                    await sends[lane].send(plan)
+                except BaseException:
+                    self._release()  # never queued
+                    raise
+        finally:
+            self._release()  # the fetched batch itself (held since _fetch)
+
+    async def _lane(self, plans: MemoryObjectReceiveStream[BatchPlan]) -> None:
+        async with plans:
+            async for plan in plans:
+                try:
+                    await self._handle(plan)
+                finally:
+                    self._release()
+
+    def _hold(self) -> None:
+        if self._in_hand == 0:
+            self._idle = anyio.Event()
+        self._in_hand += 1
+
+    def _release(self) -> None:
+        self._in_hand -= 1
+        if self._in_hand == 0:
+            self._idle.set()
 
     async def _fetch(self) -> dict[Any, list[Any]]:
         """One batch: wait for the first records, then gather more up to the bounds."""
@@ -150,9 +205,12 @@ class WatchEventConsumer:
             )
         if not first:
             return {}
-        self._idle = anyio.Event()  # a batch is in hand from here on (bounded by batch_wait)
-        self._abandoned = set()
-        return await self._gather(first)
+        self._hold()  # a batch is in hand from here on; _dispatch releases it
+        try:
+            return await self._gather(first)
+        except BaseException:
+            self._release()
+            raise
 
     async def _gather(self, records: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
         cfg = self.settings
@@ -176,23 +234,22 @@ class WatchEventConsumer:
                 self._positions.setdefault(tp, batch[0].offset)
         return records
 
-    async def _handle(self, records: Mapping[Any, Sequence[Any]]) -> None:
+    async def _handle(self, plan: BatchPlan) -> None:
         self._batches += 1
-        partitions = sorted(tp.partition for tp in records)
-        try:
-            with (
-                anyio.CancelScope() as scope,
-                bound_contextvars(component=self.name, batch=self._batches, partitions=partitions),
-            ):
-                self._batch_scope = scope
-                if self._stop.is_set():
-                    self._drain_deadline(scope)
-                await self._process(_plan(records, self.settings.consumer_max_message_bytes))
-            if scope.cancelled_caught:
-                log.warning("batch abandoned at shutdown; it will be redelivered")
-        finally:
-            self._batch_scope = None
-            self._idle.set()
+        partitions = sorted(tp.partition for tp in plan.next_offsets)
+        with (
+            anyio.CancelScope(deadline=self._drain_at) as scope,
+            bound_contextvars(component=self.name, batch=self._batches, partitions=partitions),
+        ):
+            self._batch_scopes.add(scope)
+            try:
+                await self._process(plan)
+            finally:
+                self._batch_scopes.discard(scope)
+        if scope.cancelled_caught:
+            # never commit a later batch of these partitions past this one
+            self._abandoned |= set(plan.next_offsets)
+            log.warning("batch abandoned at shutdown; it will be redelivered")
 
     async def _process(self, plan: BatchPlan) -> None:
         began = time.perf_counter()
@@ -276,6 +333,8 @@ class WatchEventConsumer:
             metrics.consumer_lag.values.pop({"partition": str(tp.partition)}, None)
 
     def _on_assigned(self, assigned: Iterable[Any]) -> None:
+        assigned = set(assigned)
+        self._abandoned -= assigned  # ours again: batches fetched from now on commit
         self._progress.advanced(anyio.current_time())
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 

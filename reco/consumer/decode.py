@@ -39,6 +39,10 @@ def _reject_constant(name: str) -> Any:
     raise InvalidRecord(Reason.NOT_JSON, f"{name} is not JSON")
 
 
+# one decoder for every record: json.loads(..., parse_constant=...) builds a new one per call
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def decode_value(value: bytes | None, max_bytes: int) -> WatchEvent:
     """The watch event in ``value``, or :class:`InvalidRecord` saying why not."""
     if value is None:
@@ -50,7 +54,7 @@ def decode_value(value: bytes | None, max_bytes: int) -> WatchEvent:
     except UnicodeDecodeError as exc:
         raise InvalidRecord(Reason.NOT_UTF8, f"invalid byte at {exc.start}") from None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise InvalidRecord(Reason.NOT_JSON, _short(exc)) from None
     try:

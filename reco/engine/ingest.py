@@ -125,9 +125,8 @@ async def _upsert_cooccurrence(
     conn: asyncpg.Connection, pairs: list[tuple[str, str, float]]
 ) -> None:
     if pairs:
-        await conn.execute(
-            _COOCCURRENCE, [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs]
-        )
+        items, others, weights = map(list, zip(*pairs, strict=True))
+        await conn.execute(_COOCCURRENCE, items, others, weights)
 
 
 async def store_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -164,13 +165,16 @@ async def counting_apply(conn: asyncpg.Connection, events: Sequence[Any]) -> Non
 
     It writes in the consumer's transaction, so ``sum(watch_count)`` equals the
     number of stored events exactly when every event was applied exactly once.
+    Like the real one it locks rows in item order: concurrent store lanes (or
+    consumers) touching the same items then never deadlock.
     """
-    if events:
+    counts = Counter(e.item_id for e in events)
+    if counts:
         await conn.executemany(
             """INSERT INTO item_popularity (item_id, watch_count, log_score, last_at)
-               VALUES ($1, 1, 0, $2) ON CONFLICT (item_id)
-               DO UPDATE SET watch_count = item_popularity.watch_count + 1""",
-            [(e.item_id, e.occurred_at) for e in events],
+               VALUES ($1, $2, 0, 'epoch') ON CONFLICT (item_id)
+               DO UPDATE SET watch_count = item_popularity.watch_count + EXCLUDED.watch_count""",
+            sorted(counts.items()),
         )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from reco.consumer.batch import Progress, committable, lag_of, merge, plan_batch
+from reco.consumer.batch import Progress, committable, lag_of, merge, plan_batch, split_lanes
 from reco.consumer.decode import Reason
 from reco.events import WatchEvent, new_in_order
 
@@ -62,6 +62,22 @@ class TestMerge:
     def test_appends_per_partition(self) -> None:
         """A later fetch is appended after the earlier one, partition by partition."""
         assert merge({0: [1], 1: [2]}, {0: [3], 2: [4]}) == {0: [1, 3], 1: [2], 2: [4]}
+
+
+class TestSplitLanes:
+    def test_a_partition_always_goes_to_the_same_lane(self) -> None:
+        """Partition p goes to lane p % lanes, so one lane stores its batches in order."""
+        tps = {p: FakeRecord("t", p, 0, None) for p in range(5)}
+        split = split_lanes({tp: [tp] for tp in tps.values()}, 2)
+        assert {lane: sorted(tp.partition for tp in part) for lane, part in split.items()} == {
+            0: [0, 2, 4],
+            1: [1, 3],
+        }
+
+    def test_empty_partitions_and_lanes_are_left_out(self) -> None:
+        """A partition with no records gives no lane work."""
+        tp = FakeRecord("t", 1, 0, None)
+        assert split_lanes({tp: []}, 2) == {}
 
 
 class TestNewInOrder:
