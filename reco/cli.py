@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"reco: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.log_level)
+    # evaluate prints its report on stdout: its logs go to stderr.
+    configure_logging(settings.log_level, sys.stderr if args.command == "evaluate" else None)
     try:
         return _dispatch(args, settings)
     except (StartupError, MigrationError) as exc:

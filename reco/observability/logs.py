@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -23,8 +23,8 @@ _SHARED: list[Any] = [
 ]
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Route structlog and stdlib logging to stdout as JSON lines."""
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging to ``stream`` (stdout) as JSON lines."""
     structlog.configure(
         processors=[
             *_SHARED,
@@ -42,7 +42,7 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
