@@ -353,9 +353,11 @@ class WatchEventConsumer:
         """Set the lag gauges and the readiness check from the broker's end offsets."""
         assigned = list(self._consumer.assignment())
         ends: dict[Any, int] = {}
-        if assigned:
-            with anyio.fail_after(self.settings.kafka_request_timeout):
+        with anyio.fail_after(self.settings.kafka_request_timeout):
+            if assigned:
                 ends = await self._consumer.end_offsets(assigned)
+            else:  # not (yet) in the group: still prove the broker answers (a metadata request)
+                await self._consumer.topics()
         total = 0
         for tp in assigned:
             position = self._positions.get(tp)
