@@ -97,7 +97,10 @@ class EmbeddedPostgres:
         self.user = "postgres"
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+        # The embedded server has no TLS: say so, rather than have every connect
+        # first ask for a TLS upgrade (a connection lost during that probe leaves
+        # asyncpg with a future whose exception nobody retrieves).
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}?sslmode=disable"
 
     @property
     def pid(self) -> int:
