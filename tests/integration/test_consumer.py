@@ -33,12 +33,11 @@ from tests.integration.consumer_harness import (
 )
 from tests.support.service import running_service
 
-pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-
-@pytest.fixture(autouse=True)
-def _count_applications(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest, "apply_events", counting_apply)
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.integration,
+    pytest.mark.usefixtures("count_applications"),
+]
 
 
 class TestDelivery:

@@ -42,12 +42,11 @@ from tests.integration.consumer_harness import (
 )
 from tests.support.servers import fresh_database, make_template
 
-pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-
-@pytest.fixture(autouse=True)
-def _count_applications(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest, "apply_events", counting_apply)
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.integration,
+    pytest.mark.usefixtures("count_applications"),
+]
 
 
 @pytest.fixture
