@@ -6,7 +6,9 @@ database, each timed from the first produce to the last event stored:
 * ceiling: a bare aiokafka loop, one ``INSERT ... ON CONFLICT DO NOTHING`` per
   batch, no validation beyond JSON, no aggregates, commit after each batch;
 * consumer: the real :class:`~reco.consumer.component.WatchEventConsumer`
-  (validation, dead-letter checks, one transaction per batch, apply_events).
+  (validation, dead-letter checks, one transaction per batch, apply_events)
+  and :class:`~reco.consumer.folder.CooccurrenceFolder`, timed until the
+  last co-occurrence increment is folded too: every aggregate is up to date.
 
 It prints both rates and their ratio. Run: ``just bench consumer [--data PATH]``.
 """
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -29,12 +31,15 @@ import anyio
 import asyncpg
 import attrs
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from anyio.streams.text import TextReceiveStream
 
 from reco.consumer.component import WatchEventConsumer
+from reco.consumer.folder import CooccurrenceFolder
 from reco.db import migrations
 from reco.db.pool import Database
 from reco.devstack.broker import EmbeddedBroker
 from reco.devstack.postgres import EmbeddedPostgres
+from reco.engine import folding
 from reco.events import parse_watch_event
 from reco.observability import metrics
 from reco.observability.logs import configure_logging
@@ -75,49 +80,100 @@ def load(path: Path, limit: int | None) -> list[tuple[bytes, bytes]]:
     return messages
 
 
+def make_producer(bootstrap: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
+                            linger_ms=5, max_batch_size=256 * 1024)  # fmt: skip
+
+
+async def send_all(producer: AIOKafkaProducer, topic: str,
+                   messages: list[tuple[bytes, bytes]]) -> None:  # fmt: skip
+    futures = [await producer.send(topic, value, key=key) for key, value in messages]
+    for future in futures:
+        await future
+
+
 async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
-    """Send everything (acks=all, batched by linger); the seconds it took."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
-                                linger_ms=5, max_batch_size=256 * 1024)  # fmt: skip
+    """Send everything from this process (acks=all, batched by linger); the seconds it took."""
+    producer = make_producer(bootstrap)
     await producer.start()
     began = time.perf_counter()
     try:
-        futures = [await producer.send(topic, value, key=key) for key, value in messages]
-        for future in futures:
-            await future
+        await send_all(producer, topic, messages)
     finally:
         await producer.stop()
     return time.perf_counter() - began
 
 
+async def produce_elsewhere(
+    bootstrap: str, topic: str, source: tuple[Path, int | None], on_go: Callable[[], None]
+) -> float:
+    """Send everything from a child process (bench/_produce.py), as a service's
+    producers are: it does not take this process's CPU from the consumer. The
+    child connects first; ``on_go`` runs just before it is told to send.
+    Returns the seconds the sending took."""
+    data, limit = source
+    command = [sys.executable, "-m", "bench._produce", bootstrap, topic, str(data), str(limit or 0)]
+    async with await anyio.open_process(command, stderr=None) as child:
+        assert child.stdin is not None
+        assert child.stdout is not None
+        lines = TextReceiveStream(child.stdout)
+        told = ""
+        async for chunk in lines:
+            told += chunk
+            if "ready\n" in told:
+                break
+        on_go()
+        await child.stdin.send(b"go\n")
+        async for chunk in lines:
+            told += chunk
+        if await child.wait() != 0:
+            raise RuntimeError(f"the producer process failed: {told!r}")
+    return float(told.split("ready\n", 1)[1].strip())
+
+
+async def _settled() -> bool:
+    return True
+
+
 @attrs.define
 class Run:
-    """One measured run: ``stored()`` counts events stored so far (in-process, no polling SQL)."""
+    """One measured run: ``stored()`` counts events stored so far (in-process, no polling SQL);
+    once all are stored, ``settled()`` says whether the aggregates have caught up."""
 
     bootstrap: str
     topic: str
     stored: Callable[[], int]
     assigned: Callable[[], bool]
+    settled: Callable[[], Awaitable[bool]] = _settled
 
-    async def end_to_end(self, messages: list[tuple[bytes, bytes]]) -> tuple[float, float]:
+    async def all_done(self, total: int) -> None:
+        await wait_for(lambda: self.stored() >= total, poll=0.005)
+        with anyio.fail_after(120):
+            while not await self.settled():  # noqa: ASYNC110 - state in PostgreSQL
+                await anyio.sleep(0.01)
+
+    async def end_to_end(self, source: tuple[Path, int | None], total: int) -> tuple[float, float]:
         """(seconds from the first produce to all stored, seconds producing took)."""
         await wait_for(self.assigned)
-        began = time.perf_counter()
+        began: list[float] = []
         produced: list[float] = []
         async with anyio.create_task_group() as tg:
 
+            def go() -> None:
+                began.append(time.perf_counter())
+
             async def _produce() -> None:
-                produced.append(await produce(self.bootstrap, self.topic, messages))
+                produced.append(await produce_elsewhere(self.bootstrap, self.topic, source, go))
 
             tg.start_soon(_produce)
-            await wait_for(lambda: self.stored() >= len(messages), poll=0.005)
-        return time.perf_counter() - began, produced[0]
+            await self.all_done(total)
+        return time.perf_counter() - began[0], produced[0]
 
     async def drain(self, total: int) -> float:
         """Seconds from the group assignment to all of a produced backlog stored."""
         await wait_for(self.assigned, poll=0.002)
         began = time.perf_counter()
-        await wait_for(lambda: self.stored() >= total, poll=0.005)
+        await self.all_done(total)
         return time.perf_counter() - began
 
 
@@ -164,23 +220,31 @@ async def bare_loop(consumer: Any, conn: asyncpg.Connection, batch: int, stored:
 
 @asynccontextmanager
 async def real(settings: Settings) -> AsyncIterator[Run]:
-    """The consumer component with the database component, as the service runs them."""
+    """The consumer and folder components with the database component, as the service runs them."""
     readiness = Readiness()
     database = Database(settings, readiness)
     component = WatchEventConsumer(settings, readiness, database)
+    folder = CooccurrenceFolder(settings, database)
     base = handled()
+    watcher = await asyncpg.connect(settings.database_url)
     async with anyio.create_task_group() as tg:
         await tg.start(database.run)
+        await tg.start(folder.run)
         await tg.start(component.run)
 
         def assigned() -> bool:
             client: Any = component._consumer  # the bench peeks: has the group been joined?
             return bool(client and client.assignment())
 
+        async def settled() -> bool:
+            return not await folding.pending(watcher)
+
         yield Run(settings.kafka_bootstrap, settings.watch_events_topic,
-                  lambda: handled() - base, assigned)  # fmt: skip
+                  lambda: handled() - base, assigned, settled)  # fmt: skip
         component.stop_nowait()
+        folder.stop_nowait()
         database.stop_nowait()
+    await watcher.close()
 
 
 def handled() -> int:
@@ -218,7 +282,7 @@ async def bench(
             if mode == "backlog":
                 await produce(broker.bootstrap, topic, messages)  # before the consumer starts
             async with run_for(name, args, broker.bootstrap, url, topic) as run:
-                seconds, note = await measure(run, mode, messages)
+                seconds, note = await measure(run, mode, (args.data, args.limit), total)
             await check_stored(url, total)
             rates[name, mode] = total / seconds
             print(f"  {name:8} {mode:10}: {total / seconds:9,.0f} events/s ({seconds:.2f} s{note})")
@@ -227,11 +291,13 @@ async def bench(
         print(f"ratio consumer/ceiling ({mode}): {ratio:.2f}")
 
 
-async def measure(run: Run, mode: str, messages: list[tuple[bytes, bytes]]) -> tuple[float, str]:
+async def measure(
+    run: Run, mode: str, source: tuple[Path, int | None], total: int
+) -> tuple[float, str]:
     if mode == "backlog":
-        return await run.drain(len(messages)), ""
-    seconds, producing = await run.end_to_end(messages)
-    return seconds, f"; producing alone {producing:.2f} s"
+        return await run.drain(total), ""
+    seconds, producing = await run.end_to_end(source, total)
+    return seconds, f"; producing alone {producing:.2f} s, in a process of its own"
 
 
 def run_for(

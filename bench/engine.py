@@ -27,7 +27,7 @@ from reco.db import migrations
 from reco.db.pool import Database
 from reco.db.queries import watch_events
 from reco.devstack.stack import DEV_DATABASE, embedded_stack
-from reco.engine import ingest, queries, scoring
+from reco.engine import folding, ingest, queries, scoring
 from reco.engine.recommender import Recommender
 from reco.evaluation import data
 from reco.evaluation.replay import ITEMS_SQL, event_of
@@ -90,12 +90,16 @@ async def main(url: str, path: Path) -> None:
             await ingest.apply_events(timed, chunk)  # type: ignore[arg-type]
             ceiling.append(stored - began)
             batch_times.append(time.perf_counter() - stored)
+    began = time.perf_counter()
+    await folding.fold_all(conn, statement_timeout=600)
+    fold_seconds = time.perf_counter() - began
     total = sum(batch_times)
     print(
         f"apply_events: {len(events)} events in {len(batch_times)} batches of {BATCH}: "
         f"{total:.2f} s, {len(events) / total:,.0f} events/s; per batch "
         f"p50 {pct(batch_times, 0.5):.1f} ms p99 {pct(batch_times, 0.99):.1f} ms"
     )
+    print(f"  then one fold of every batch's co-occurrence increments: {fold_seconds:.2f} s")
     print(
         f"  ceiling, the consumer's own INSERT of the same batch into watch_events: "
         f"p50 {pct(ceiling, 0.5):.1f} ms; apply_events / insert = "

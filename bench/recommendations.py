@@ -47,6 +47,7 @@ from bench._wrk import (
 from reco.db.pool import Database
 from reco.devstack.ports import free_port
 from reco.devstack.stack import DEV_DATABASE, embedded_stack
+from reco.engine import folding
 from reco.engine.ingest import apply_events
 from reco.engine.recommender import Recommender
 from reco.events import WatchEvent
@@ -178,6 +179,7 @@ async def load_history(database_url: str, events: list[WatchEvent]) -> str:
                 await apply_events(conn, await insert_new(conn, batch))
             print(f"  history: {min(start + EVENT_BATCH, len(events))}/{len(events)} events",
                   flush=True)  # fmt: skip
+        await folding.fold_all(conn, statement_timeout=600)  # the server's folder may be at it
         if await conn.fetchval("SELECT count(*) FROM item_popularity"):
             return "engine write path (reco.engine.ingest.apply_events)"
         await fill_aggregates(conn)

@@ -1,7 +1,7 @@
 """The composition root: builds every component and hands them to the supervisor.
 
 Start order (stop order is the reverse): database, outbox relay, impression
-writer, consumer, HTTP. HTTP starts last so traffic arrives only when the
+writer, co-occurrence folder, consumer, HTTP. HTTP starts last so traffic arrives only when the
 rest is ready, and stops first so no request finds a stopped dependency; the
 impression writer drains before the relay finishes its last batch.
 """
@@ -14,6 +14,7 @@ from reco.api.app import create_app
 from reco.api.server import HttpServer
 from reco.api.state import AppState
 from reco.consumer.component import WatchEventConsumer
+from reco.consumer.folder import CooccurrenceFolder
 from reco.db.pool import Database
 from reco.engine.recommender import Recommender
 from reco.impressions.buffer import ImpressionBuffer
@@ -42,6 +43,7 @@ def build(
     if settings.relay_enabled:
         components.append(OutboxRelay(settings, database, readiness))
     components.append(ImpressionWriter(settings, database, impressions))
+    components.append(CooccurrenceFolder(settings, database))
     if settings.consumer_enabled:
         components.append(WatchEventConsumer(settings, readiness, database))
     http = HttpServer(

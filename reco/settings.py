@@ -99,6 +99,9 @@ class Settings:
     consumer_heartbeat_interval: float = attrs.field(default=3.0, validator=_positive)
     # batches of different partitions stored at once, each on its own connection
     consumer_store_lanes: int = attrs.field(default=2, validator=_positive)
+    # how often the co-occurrence folder looks for increments, and its time limit per fold
+    cooccurrence_fold_interval: float = attrs.field(default=0.25, validator=_positive)
+    cooccurrence_fold_timeout: float = attrs.field(default=120.0, validator=_positive)
 
     # --- impressions (background work) -------------------------------------
     max_background_tasks: int = attrs.field(default=1024, validator=_positive)

@@ -95,6 +95,14 @@ CONSUMER = [
           [(p(0.99, "reco_consumer_batch_duration_seconds"), "p99")]),
     panel("Seconds since the last stored batch", "s",
           [(f"time() - max(reco_consumer_last_processed_timestamp_seconds{{{SEL}}})", "age")]),
+    panel("Co-occurrence increments folded", "ops",
+          [(rate("reco_cooccurrence_folded_rows_total"), "rows/s"),
+           (rate("reco_cooccurrence_folds_total"), "folds/s")],
+          "One instance folds at a time (advisory lock); the sum is what counts."),
+    panel("Fold time (p99) and fold errors", "s",
+          [(p(0.99, "reco_cooccurrence_fold_duration_seconds"), "p99"),
+           (rate("reco_cooccurrence_fold_errors_total"), "errors/s")],
+          "alert: RecoCooccurrenceFoldErrors"),
 ]  # fmt: skip
 
 OUTBOX = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -37,14 +37,13 @@ class HistoryRow:
 
 @attrs.frozen
 class PopularityRow:
-    """Increments for one item; an item only touched through a pair has zero counts and
-    None for log_score/last_at (its row is written only to mark it changed)."""
+    """Increments for one watched item."""
 
     item_id: str
     watch_count: int
     user_count: int
-    log_score: float | None
-    last_at: dt.datetime | None
+    log_score: float
+    last_at: dt.datetime
 
 
 def trending_exponent(at: dt.datetime) -> float:
@@ -75,16 +74,10 @@ def history_rows(events: Sequence[WatchEvent]) -> list[HistoryRow]:
 
 
 def popularity_rows(
-    events: Sequence[WatchEvent], new_pairs: frozenset[tuple[str, str]],
-    touched: Iterable[str] = (),
-) -> list[PopularityRow]:  # fmt: skip
-    """One row per watched or ``touched`` item, sorted.
-
-    user_count counts first watches ever (``new_pairs``); touched items are
-    those whose neighbour lists changed (pair endpoints).
-    """
-    rows: dict[str, PopularityRow] = {item: PopularityRow(item, 0, 0, None, None)
-                                      for item in touched}  # fmt: skip
+    events: Sequence[WatchEvent], new_pairs: frozenset[tuple[str, str]]
+) -> list[PopularityRow]:
+    """One row per watched item, sorted; user_count counts first watches ever (``new_pairs``)."""
+    rows: dict[str, PopularityRow] = {}
     firsts: set[tuple[str, str]] = set()
     for e in events:
         key = (e.user_id, e.item_id)
@@ -92,22 +85,14 @@ def popularity_rows(
         firsts.add(key)
         exponent = trending_exponent(e.occurred_at)
         old = rows.get(e.item_id)
-        if old is None or old.log_score is None or old.last_at is None:
-            count = 0 if old is None else old.watch_count
-            users = 0 if old is None else old.user_count
-            rows[e.item_id] = PopularityRow(e.item_id, count + 1, users + int(first), exponent,
-                                            e.occurred_at)  # fmt: skip
+        if old is None:
+            rows[e.item_id] = PopularityRow(e.item_id, 1, int(first), exponent, e.occurred_at)
         else:
             rows[e.item_id] = PopularityRow(
                 e.item_id, old.watch_count + 1, old.user_count + int(first),
                 log_add(old.log_score, exponent), max(old.last_at, e.occurred_at),
             )  # fmt: skip
     return [rows[k] for k in sorted(rows)]
-
-
-def endpoints(pairs: Iterable[tuple[str, str, float]]) -> set[str]:
-    """Every item whose neighbour list the pairs change."""
-    return {item for a, b, _ in pairs for item in (a, b)}
 
 
 def cooccurrence_pairs(
@@ -117,15 +102,16 @@ def cooccurrence_pairs(
     *,
     window: int = COOCCURRENCE_WINDOW,
     decay: float = COOCCURRENCE_DECAY,
-) -> list[tuple[str, str, float]]:
-    """Pair weights to add, one per unordered pair stored as (lower, higher) id, sorted.
+) -> dict[tuple[str, str], float]:
+    """Pair weights to add, one per unordered pair keyed (lower id, higher id).
 
     ``windows[user]`` is the user's distinct items before this batch, most
     recent first; ``events`` are in time order. Only a user's first watch of
     an item pairs (a re-watch only refreshes its place in the window), so a
     pair's weight approximates "users who watched both, close together".
     This runs once per batch over ~10 pairs per event: it is written for speed
-    (powers computed once, one dict lookup per pair, one sort).
+    (powers computed once, one dict lookup per pair). Unsorted: the
+    increments are appended, and the fold sorts (reco/engine/folding.py).
     """
     weights: dict[tuple[str, str], float] = {}
     powers = [decay**distance for distance in range(window)]
@@ -146,9 +132,4 @@ def cooccurrence_pairs(
             items.remove(item)
         items.insert(0, item)
         del items[window:]
-    return [(a, b, weights[(a, b)]) for a, b in sorted(weights, key=_pair_order)]
-
-
-def _pair_order(pair: tuple[str, str]) -> str:
-    """The order of ``pair`` as a tuple (ids hold no NUL: PostgreSQL text cannot), ~2x faster."""
-    return f"{pair[0]}\0{pair[1]}"
+    return weights

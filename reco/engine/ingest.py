@@ -4,12 +4,17 @@ The consumer inserts events (unique by event id) and passes only the new
 ones here, in the same transaction, so that a duplicate never counts twice.
 Four statements per batch whatever its size: read the users' recent windows,
 upsert history, upsert popularity (which also stamps ``changed_at`` on every
-item whose neighbour list changes, for the read-side caches), upsert
-co-occurrence. Every transaction locks in the same order: history rows, then
-popularity rows, then pair rows, each sorted. Each upsert sends
-one row per distinct key as unnest() arrays, sorted by key (concurrent
-consumers then lock rows in one global order: no deadlock cycles), and adds
-to the stored value under the row lock (no lost updates).
+watched item, for the read-side caches), append the co-occurrence increments
+to ``item_cooccurrence_deltas``. The increments reach ``item_cooccurrence``
+when a folder folds them (reco/engine/folding.py), a fraction of a second
+later: popular pairs are in nearly every batch, and adding to them here made
+concurrent batches wait for each other's row locks.
+
+Every transaction locks in the same order: history rows, then popularity
+rows, each sorted. Each upsert sends one row per distinct key as unnest()
+arrays, sorted by key (concurrent consumers then lock rows in one global
+order: no deadlock cycles), and adds to the stored value under the row lock
+(no lost updates).
 """
 
 from __future__ import annotations
@@ -42,44 +47,35 @@ ON CONFLICT (user_id, item_id) DO UPDATE SET
 RETURNING user_id, item_id, watch_count
 """
 
-# log_score adds in log space (log(exp(a) + exp(b))); -infinity is "no watch".
+# log_score adds in log space: log(exp(a) + exp(b)) (a stored -infinity adds nothing).
 _POPULARITY = """
 INSERT INTO item_popularity AS p (item_id, watch_count, user_count, log_score, last_at)
-SELECT item_id, watch_count, user_count, coalesce(log_score, '-infinity'),
-       coalesce(last_at, 'epoch')
-FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::timestamptz[])
-    AS u(item_id, watch_count, user_count, log_score, last_at)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::timestamptz[])
 ON CONFLICT (item_id) DO UPDATE SET
     watch_count = p.watch_count + EXCLUDED.watch_count,
     user_count = p.user_count + EXCLUDED.user_count,
-    log_score = CASE
-        WHEN EXCLUDED.log_score = '-infinity' THEN p.log_score
-        WHEN p.log_score = '-infinity' THEN EXCLUDED.log_score
-        ELSE GREATEST(p.log_score, EXCLUDED.log_score)
-             + ln(1 + exp(-abs(p.log_score - EXCLUDED.log_score)))
-    END,
+    log_score = GREATEST(p.log_score, EXCLUDED.log_score)
+                + ln(1 + exp(-abs(p.log_score - EXCLUDED.log_score))),
     last_at = GREATEST(p.last_at, EXCLUDED.last_at),
     changed_at = clock_timestamp()
 """
 
+# Appended, never updated: no row lock is shared with another batch (see folding.py).
 _COOCCURRENCE = """
-INSERT INTO item_cooccurrence AS c (item_id, other_item_id, weight)
+INSERT INTO item_cooccurrence_deltas (item_id, other_item_id, weight)
 SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])
-ON CONFLICT (item_id, other_item_id) DO UPDATE SET weight = c.weight + EXCLUDED.weight
 """
 
 
 async def apply_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> None:
-    """Update user history, item popularity and co-occurrence for ``events``."""
+    """Update user history and item popularity for ``events``; queue their co-occurrence."""
     if not events:
         return
     ordered = sorted(events, key=lambda e: e.occurred_at)  # stable: keeps the given order
     windows = await _recent_windows(conn, sorted({e.user_id for e in ordered}))
     new_pairs = await _upsert_history(conn, aggregates.history_rows(ordered))
-    pairs = aggregates.cooccurrence_pairs(ordered, windows, new_pairs)
-    touched = aggregates.endpoints(pairs)
-    await _upsert_popularity(conn, aggregates.popularity_rows(ordered, new_pairs, touched))
-    await _upsert_cooccurrence(conn, pairs)
+    await _upsert_popularity(conn, aggregates.popularity_rows(ordered, new_pairs))
+    await _append_cooccurrence(conn, aggregates.cooccurrence_pairs(ordered, windows, new_pairs))
 
 
 async def _recent_windows(conn: asyncpg.Connection, users: list[str]) -> dict[str, list[str]]:
@@ -121,12 +117,13 @@ async def _upsert_popularity(
     )  # fmt: skip
 
 
-async def _upsert_cooccurrence(
-    conn: asyncpg.Connection, pairs: list[tuple[str, str, float]]
+async def _append_cooccurrence(
+    conn: asyncpg.Connection, pairs: dict[tuple[str, str], float]
 ) -> None:
     if pairs:
-        items, others, weights = map(list, zip(*pairs, strict=True))
-        await conn.execute(_COOCCURRENCE, items, others, weights)
+        items = [a for a, _ in pairs]
+        others = [b for _, b in pairs]
+        await conn.execute(_COOCCURRENCE, items, others, list(pairs.values()))
 
 
 async def store_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> list[str]:

@@ -65,11 +65,16 @@ ORDER BY p.user_count DESC, i.item_id LIMIT $2
 """
 
 # The database's clock, the items whose model data changed since $1 (all when
-# NULL: the caller starts empty) and the inactive items.
+# NULL: the caller starts empty): counts (item_popularity, stamped by the
+# consumer) or neighbour lists (item_neighbour_changes, stamped by the folder);
+# and the inactive items.
 _CHANGES = """
 SELECT clock_timestamp() AS now,
        CASE WHEN $1::timestamptz IS NULL THEN '{}'::text[]
-            ELSE ARRAY(SELECT item_id FROM item_popularity WHERE changed_at > $1) END AS changed,
+            ELSE ARRAY(SELECT item_id FROM item_popularity WHERE changed_at > $1
+                       UNION
+                       SELECT item_id FROM item_neighbour_changes WHERE changed_at > $1)
+       END AS changed,
        ARRAY(SELECT item_id FROM items WHERE NOT active) AS inactive
 """
 

@@ -18,10 +18,8 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import anyio
-import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from reco.engine.ingest import store_events
 from reco.evaluation.client import Client, metric_total, recommendations_path
 from reco.evaluation.data import Item, Rating
 from reco.evaluation.progress import Progress
@@ -31,6 +29,7 @@ BATCH = 1000  # events per POST /v1/events, and produced between waits for the a
 ITEM_BATCH = 1000  # the API's limit per POST /v1/items
 CONNECTIONS = 8  # concurrent recommendation requests
 CONSUMED = "reco_consumer_messages_total"
+FOLDS = "reco_cooccurrence_folds_total"
 POLL = 0.2  # seconds between looks at the consumer's counter
 T = TypeVar("T")
 
@@ -44,12 +43,6 @@ FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS i(item_id, title, genres)
 ON CONFLICT (item_id) DO UPDATE SET title = EXCLUDED.title, genres = EXCLUDED.genres,
     active = true, updated_at = now()
 """
-
-
-async def store_batch(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> int:
-    """What the consumer does with one batch, in one transaction; how many were new."""
-    async with conn.transaction():
-        return len(await store_events(conn, events))
 
 
 def event_of(rating: Rating) -> WatchEvent:
@@ -112,10 +105,28 @@ async def post_events(client: Client, ratings: Sequence[Rating]) -> int:
 
 async def consumed(client: Client) -> int:
     """Messages the service's consumer has handled so far (stored, duplicate or invalid)."""
+    return math.floor(await _metric(client, CONSUMED))
+
+
+async def _metric(client: Client, name: str) -> float:
     status, body = await anyio.to_thread.run_sync(client.request, "GET", "/metrics")
     if status != 200:
         raise RuntimeError(f"GET /metrics: HTTP {status}")
-    return math.floor(metric_total(body.decode(), CONSUMED))
+    return metric_total(body.decode(), name)
+
+
+async def wait_folded(client: Client, cache_ttl: float) -> None:
+    """Wait until the pair increments of everything stored so far are in the neighbour lists.
+
+    The second fold the service makes from now started after every batch
+    stored until now had committed; then its model cache needs up to
+    ``cache_ttl`` to drop the lists that changed.
+    """
+    first = folds = await _metric(client, FOLDS)
+    while folds < first + 2:
+        await anyio.sleep(POLL / 4)
+        folds = await _metric(client, FOLDS)
+    await anyio.sleep(cache_ttl)
 
 
 async def wait_consumed(client: Client, before: int, expected: int) -> None:

@@ -63,6 +63,18 @@ consumer_errors = _counter(
 consumer_last_processed = _gauge(
     "reco_consumer_last_processed_timestamp_seconds", "Unix time of the last stored batch."
 )
+cooccurrence_folds = _counter(
+    "reco_cooccurrence_folds_total", "Folds of co-occurrence increments this instance made."
+)
+cooccurrence_folded = _counter(
+    "reco_cooccurrence_folded_rows_total", "Co-occurrence increments folded by this instance."
+)
+cooccurrence_fold_duration = _histogram(
+    "reco_cooccurrence_fold_duration_seconds", "Time to fold the pending increments.", _BATCH
+)
+cooccurrence_fold_errors = _counter(
+    "reco_cooccurrence_fold_errors_total", "Folds that failed (retried with backoff)."
+)
 
 # --- impressions (background work) ---------------------------------------------
 background_queue_depth = _gauge("reco_background_queue_depth", "Impressions waiting to be written.")

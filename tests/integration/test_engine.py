@@ -11,6 +11,7 @@ import attrs
 import pytest
 
 from reco.db.pool import Database
+from reco.engine import folding
 from reco.engine.ingest import apply_events
 from reco.engine.recommender import Recommender
 from reco.events import WatchEvent
@@ -44,8 +45,10 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def apply(conn: asyncpg.Connection, events: list[WatchEvent]) -> None:
+    """One consumer batch, then the fold that the service's folder would make."""
     async with conn.transaction():
         await apply_events(conn, events)
+    await folding.fold(conn, statement_timeout=30)
 
 
 async def pairs(conn: asyncpg.Connection) -> dict[tuple[str, str], float]:
@@ -181,14 +184,22 @@ class TestModelCache:
     async def test_lists_are_kept_until_their_item_changes(
         self, recommender: Recommender, conn: asyncpg.Connection
     ) -> None:
-        """A cached neighbour list survives syncs until the item's changed_at moves."""
+        """A cached neighbour list survives syncs until the item's changed_at moves.
+
+        Both stamps count: item_popularity's (the consumer's) and
+        item_neighbour_changes' (the folder's).
+        """
         await apply(conn, watches("u1", "abc"))
         await apply(conn, [ev(10, "u2", "a")])
         # Age the stamps past the sync's overlap window (for late commits).
-        await conn.execute("UPDATE item_popularity SET changed_at = changed_at - interval '1h'")
+        for table in ("item_popularity", "item_neighbour_changes"):
+            await conn.execute(f"UPDATE {table} SET changed_at = changed_at - interval '1h'")
         assert ids(await recommender.for_user("u2", limit=2)) == ["b", "c"]
         # Reverse the weights behind the cache's back: no changed_at stamp.
         await conn.execute("UPDATE item_cooccurrence SET weight = 10 - weight")
         assert ids(await recommender.for_user("u2", limit=2)) == ["b", "c"]
-        await conn.execute("UPDATE item_popularity SET changed_at = clock_timestamp()")
+        await conn.execute("UPDATE item_neighbour_changes SET changed_at = clock_timestamp()")
         assert ids(await recommender.for_user("u2", limit=2)) == ["c", "b"]
+        await conn.execute("UPDATE item_cooccurrence SET weight = 10 - weight")
+        await conn.execute("UPDATE item_popularity SET changed_at = clock_timestamp()")
+        assert ids(await recommender.for_user("u2", limit=2)) == ["b", "c"]

@@ -10,7 +10,8 @@ from typing import Any
 import attrs
 import httpx
 
-from reco.evaluation.replay import store_batch
+from reco.engine import folding
+from reco.engine.ingest import store_events
 from reco.events import WatchEvent
 from reco.settings import Settings
 from tests.support.service import RunningService, running_service
@@ -59,7 +60,9 @@ async def seed_popularity(api: Api, scores: dict[str, float]) -> None:
     ]
     assert api.service.state.database is not None
     async with api.service.state.database.connection() as conn:
-        await store_batch(conn, events)
+        async with conn.transaction():  # one consumer batch
+            await store_events(conn, events)
+        await folding.fold(conn, statement_timeout=30)  # what the service's folder would do next
 
 
 async def seed_history(api: Api, user_id: str, item_ids: Iterable[str]) -> None:

@@ -1,0 +1,92 @@
+"""The co-occurrence folder: the second half of the consumer's write path.
+
+A component of its own (under the root task group, like the consumer): every
+``cooccurrence_fold_interval`` it folds the pair increments that committed
+batches appended to ``item_cooccurrence_deltas`` into ``item_cooccurrence``
+(reco/engine/folding.py has the statement and why). Every instance runs
+one; an advisory lock lets one fold at a time, so instances never wait for
+each other and a dead instance's turn is simply taken by the next.
+
+A failed fold rolls back whole (nothing is lost: the increments stay
+pending), is counted in ``reco_cooccurrence_fold_errors_total`` and retried
+with backoff. Stop: a fold in progress gets ``consumer_drain_timeout`` to
+commit; cancelled after that, it rolls back and another folder (or this one,
+after a restart) takes the same increments.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import anyio.abc
+import stamina
+
+from reco.db.pool import Database
+from reco.engine import folding
+from reco.observability import metrics
+from reco.observability.logs import get_logger
+from reco.settings import Settings
+
+log = get_logger("reco.consumer.folder")
+
+
+class CooccurrenceFolder:
+    name = "cooccurrence-folder"
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self.settings = settings
+        self.database = database
+        self._scope = anyio.CancelScope()
+        self._folding = False
+        self._stopping = False
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        with self._scope:
+            while not self._stopping:
+                await self._fold_retrying()
+                if not self._stopping:
+                    await anyio.sleep(self.settings.cooccurrence_fold_interval)
+
+    def stop_nowait(self) -> None:
+        """Stop now between folds; a fold in progress gets ``consumer_drain_timeout``."""
+        self._stopping = True
+        if self._folding:
+            drain_at = anyio.current_time() + self.settings.consumer_drain_timeout
+            self._scope.deadline = min(self._scope.deadline, drain_at)
+        else:
+            self._scope.cancel()
+
+    async def _fold_retrying(self) -> None:
+        cfg = self.settings
+        async for attempt in stamina.retry_context(
+            on=Exception, attempts=None, timeout=None,
+            wait_initial=cfg.cooccurrence_fold_interval, wait_max=cfg.kafka_retry_max,
+        ):  # fmt: skip
+            with attempt:
+                await self._fold_once()
+
+    async def _fold_once(self) -> None:
+        began = time.perf_counter()
+        self._folding = True
+        try:
+            async with self.database.connection() as conn:
+                folded = await folding.fold(
+                    conn, statement_timeout=self.settings.cooccurrence_fold_timeout
+                )
+        except Exception as exc:
+            metrics.cooccurrence_fold_errors.inc({})
+            log.warning("co-occurrence fold failed; retrying", error=repr(exc))
+            raise
+        finally:
+            self._folding = False
+        if folded is None:
+            return  # another instance is folding
+        metrics.cooccurrence_folds.inc({})
+        if folded:
+            metrics.cooccurrence_folded.add({}, folded)
+            metrics.cooccurrence_fold_duration.observe({}, time.perf_counter() - began)
+            log.debug("co-occurrence folded", rows=folded)

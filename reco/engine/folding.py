@@ -1,0 +1,74 @@
+"""Folding co-occurrence increments into ``item_cooccurrence``: one writer at a time.
+
+The consumer's batch transaction appends the batch's pair increments to
+``item_cooccurrence_deltas`` (apply_events, reco/engine/ingest.py): no index
+and no row that another batch touches, so concurrent store lanes and
+instances never wait for each other there, and the increments commit or roll
+back with the events they come from.
+
+:func:`fold` takes every committed increment in one statement: it deletes
+them, sums them per pair, adds the sums to ``item_cooccurrence`` and stamps
+both ends of every changed pair in ``item_neighbour_changes`` (the read-side
+caches drop those lists). Deleting and adding commit together, so each
+increment is folded exactly once; one still inside an open transaction is
+invisible to the delete and waits for the next fold. A transaction-level
+advisory lock lets one folder at a time in (the others skip that turn):
+``item_cooccurrence`` has a single writer, hence no lock waits and no
+deadlocks, whatever the number of instances. Summing several batches' worth
+also writes each popular pair once per fold instead of once per batch.
+"""
+
+from __future__ import annotations
+
+import anyio
+import asyncpg
+
+# pg_try_advisory_xact_lock key: "reco" + "fold" in ASCII (the migrations use "reco" + "mig").
+LOCK_KEY = 0x7265636F666F6C64
+
+_FOLD = """
+WITH taken AS (
+    DELETE FROM item_cooccurrence_deltas RETURNING item_id, other_item_id, weight
+), summed AS (
+    SELECT item_id, other_item_id, sum(weight) AS weight
+    FROM taken GROUP BY item_id, other_item_id
+), added AS (
+    INSERT INTO item_cooccurrence AS c (item_id, other_item_id, weight)
+    SELECT item_id, other_item_id, weight FROM summed ORDER BY item_id, other_item_id
+    ON CONFLICT (item_id, other_item_id) DO UPDATE SET weight = c.weight + EXCLUDED.weight
+), stamped AS (
+    INSERT INTO item_neighbour_changes AS n (item_id, changed_at)
+    SELECT item_id, clock_timestamp() FROM (
+        SELECT item_id FROM summed UNION SELECT other_item_id FROM summed
+    ) AS ends ORDER BY item_id
+    ON CONFLICT (item_id) DO UPDATE SET changed_at = EXCLUDED.changed_at
+)
+SELECT count(*) FROM taken
+"""
+
+
+async def fold(conn: asyncpg.Connection, *, statement_timeout: float) -> int | None:
+    """Fold every committed increment; how many rows, or None when another folder is at it.
+
+    ``statement_timeout`` (seconds) replaces the pool's statement timeout for this one
+    transaction: after an outage the backlog can be far larger than usual.
+    """
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_KEY):
+            return None
+        await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
+        folded: int = await conn.fetchval(_FOLD, timeout=statement_timeout + 1)
+        return folded
+
+
+async def pending(conn: asyncpg.Connection) -> bool:
+    """Are any committed increments waiting to be folded? (tools, tests and benchmarks)"""
+    waiting: bool = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM item_cooccurrence_deltas)")
+    return waiting
+
+
+async def fold_all(conn: asyncpg.Connection, *, statement_timeout: float) -> None:
+    """Fold until nothing committed is pending, waiting out other folders (tools and tests)."""
+    while await pending(conn):
+        if await fold(conn, statement_timeout=statement_timeout) is None:
+            await anyio.sleep(0.01)

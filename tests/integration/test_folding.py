@@ -1,0 +1,219 @@
+"""Co-occurrence folding (reco/engine/folding.py) and its component, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import asyncpg
+import attrs
+import pytest
+
+from reco.consumer.folder import CooccurrenceFolder
+from reco.db.pool import Database
+from reco.engine import aggregates, folding
+from reco.engine.ingest import store_events
+from reco.events import WatchEvent
+from reco.observability import metrics
+from reco.observability.readiness import Readiness
+from reco.settings import Settings
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def watches(user: str, items: str, start: int = 0) -> list[WatchEvent]:
+    return [
+        WatchEvent(f"{user}-{start + i}", user, item, T0 + dt.timedelta(minutes=start + i))
+        for i, item in enumerate(items)
+    ]
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def store(conn: asyncpg.Connection, events: list[WatchEvent]) -> None:
+    async with conn.transaction():
+        await store_events(conn, events)
+
+
+async def pairs(conn: asyncpg.Connection) -> dict[tuple[str, str], float]:
+    rows = await conn.fetch("SELECT item_id, other_item_id, weight FROM item_cooccurrence")
+    return {(r["item_id"], r["other_item_id"]): round(r["weight"], 9) for r in rows}
+
+
+def expected(users: dict[str, list[WatchEvent]]) -> dict[tuple[str, str], float]:
+    """The pair weights of every user's events (first watches only), summed: the pure model."""
+    total: dict[tuple[str, str], float] = {}
+    for events in users.values():
+        new = frozenset((e.user_id, e.item_id) for e in events)
+        for pair, w in aggregates.cooccurrence_pairs(events, {}, new).items():
+            total[pair] = total.get(pair, 0.0) + w
+    return {k: round(v, 9) for k, v in total.items()}
+
+
+async def fold(conn: asyncpg.Connection) -> int | None:
+    return await folding.fold(conn, statement_timeout=30)
+
+
+class TestFold:
+    async def test_batches_reach_item_cooccurrence_only_when_folded(
+        self, conn: asyncpg.Connection
+    ) -> None:
+        await store(conn, watches("u1", "abc"))
+        await store(conn, watches("u2", "ab", 10))
+        assert await pairs(conn) == {}
+        assert await folding.pending(conn)
+        assert await fold(conn) == 4  # u1: ab, ac, bc; u2: ab (each batch sums its own)
+        assert await pairs(conn) == {("a", "b"): 2.0, ("a", "c"): 0.95, ("b", "c"): 1.0}
+        assert not await folding.pending(conn)
+        assert await fold(conn) == 0
+        stamped = await conn.fetch("SELECT item_id FROM item_neighbour_changes ORDER BY 1")
+        assert [r["item_id"] for r in stamped] == ["a", "b", "c"]
+
+    async def test_an_open_transactions_increments_wait_for_the_next_fold(
+        self, conn: asyncpg.Connection, database_url: str
+    ) -> None:
+        """Not visible to the fold's delete, so neither folded nor lost."""
+        other = await asyncpg.connect(database_url)
+        try:
+            async with other.transaction():
+                await store_events(other, watches("u1", "ab"))
+                assert await fold(conn) == 0
+            assert await fold(conn) == 1
+        finally:
+            await other.close()
+        assert await pairs(conn) == {("a", "b"): 1.0}
+
+    async def test_one_folder_at_a_time(self, conn: asyncpg.Connection, database_url: str) -> None:
+        """While another holds the lock, a fold skips its turn and leaves the increments."""
+        await store(conn, watches("u1", "ab"))
+        other = await asyncpg.connect(database_url)
+        try:
+            async with other.transaction():
+                await other.execute("SELECT pg_advisory_xact_lock($1)", folding.LOCK_KEY)
+                assert await fold(conn) is None
+                assert await folding.pending(conn)
+        finally:
+            await other.close()
+        assert await fold(conn) == 1
+
+    async def test_a_fold_that_fails_rolls_back_whole(
+        self, conn: asyncpg.Connection, database_url: str
+    ) -> None:
+        await store(conn, watches("u1", "abc"))
+        other = await asyncpg.connect(database_url)
+        try:
+            async with other.transaction():
+                await other.execute("LOCK TABLE item_cooccurrence IN ACCESS EXCLUSIVE MODE")
+                with pytest.raises(asyncpg.QueryCanceledError):
+                    await folding.fold(conn, statement_timeout=0.2)
+        finally:
+            await other.close()
+        assert await pairs(conn) == {}
+        assert await fold(conn) == 3
+        assert await pairs(conn) == {("a", "b"): 1.0, ("a", "c"): 0.95, ("b", "c"): 1.0}
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = Database(settings, Readiness())
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.aclose()
+
+
+def counter(metric: Any) -> float:
+    try:
+        return float(metric.get({}))
+    except KeyError:  # never incremented yet
+        return 0.0
+
+
+class TestFolderComponent:
+    async def test_concurrent_batches_and_two_folders_add_up_exactly(
+        self, settings: Settings, database: Database, conn: asyncpg.Connection
+    ) -> None:
+        """Four writers and two folders at once: every increment is folded exactly once."""
+        settings = attrs.evolve(settings, cooccurrence_fold_interval=0.01)
+        users = {f"u{n}": watches(f"u{n}", "abcdefghijkl"[n % 3 :][:8], 100 * n) for n in range(8)}
+        folders = [CooccurrenceFolder(settings, database) for _ in range(2)]
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for folder in folders:
+                    await tg.start(folder.run)
+
+                async def write(names: list[str]) -> None:
+                    for name in names:
+                        for start in range(0, 8, 3):  # several batches per user
+                            async with database.connection() as own:
+                                await store(own, users[name][start : start + 3])
+
+                async with anyio.create_task_group() as writers:
+                    for lane in range(4):
+                        writers.start_soon(write, [f"u{lane}", f"u{lane + 4}"])
+                while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
+                    await anyio.sleep(0.02)
+                for folder in folders:
+                    folder.stop_nowait()
+        assert await pairs(conn) == expected(users)
+
+    async def test_folds_within_the_interval_and_stops_promptly(
+        self, settings: Settings, database: Database, conn: asyncpg.Connection
+    ) -> None:
+        folds, rows = counter(metrics.cooccurrence_folds), counter(metrics.cooccurrence_folded)
+        folder = CooccurrenceFolder(
+            attrs.evolve(settings, cooccurrence_fold_interval=0.05), database
+        )
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                await tg.start(folder.run)
+                await store(conn, watches("u1", "abc"))
+                while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
+                    await anyio.sleep(0.01)
+                began = time.monotonic()
+                folder.stop_nowait()
+        assert time.monotonic() - began < 1.0
+        assert await pairs(conn) == {("a", "b"): 1.0, ("a", "c"): 0.95, ("b", "c"): 1.0}
+        assert counter(metrics.cooccurrence_folds) > folds
+        assert counter(metrics.cooccurrence_folded) == rows + 3
+
+    async def test_a_failing_fold_is_retried_until_it_succeeds(
+        self, settings: Settings, database: Database, conn: asyncpg.Connection, database_url: str
+    ) -> None:
+        errors = counter(metrics.cooccurrence_fold_errors)
+        settings = attrs.evolve(
+            settings, cooccurrence_fold_interval=0.05, cooccurrence_fold_timeout=0.2,
+            kafka_retry_max=0.2,
+        )  # fmt: skip
+        folder = CooccurrenceFolder(settings, database)
+        await store(conn, watches("u1", "ab"))
+        blocker = await asyncpg.connect(database_url)
+        try:
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    tx = blocker.transaction()
+                    await tx.start()
+                    await blocker.execute("LOCK TABLE item_cooccurrence IN ACCESS EXCLUSIVE MODE")
+                    await tg.start(folder.run)
+                    while counter(metrics.cooccurrence_fold_errors) < errors + 2:  # noqa: ASYNC110
+                        await anyio.sleep(0.05)
+                    await tx.rollback()
+                    while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
+                        await anyio.sleep(0.02)
+                    folder.stop_nowait()
+        finally:
+            await blocker.close()
+        assert await pairs(conn) == {("a", "b"): 1.0}
