@@ -309,7 +309,7 @@ def run_for(
         app_env=AppEnv.TEST, database_url=url, kafka_bootstrap=bootstrap,
         watch_events_topic=topic, dead_letter_topic=f"{topic}.dlq", consumer_group=f"g-{topic}",
         consumer_batch_max=args.batch, consumer_batch_wait=args.wait,
-        consumer_store_lanes=args.lanes,
+        consumer_store_lanes=args.lanes, cooccurrence_fold_interval=args.fold_interval,
     )  # fmt: skip
     return real(settings)
 
@@ -349,6 +349,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mode", choices=(*MODES, "both"), default="both", help="which runs")
     parser.add_argument("--lanes", type=int, default=defaults.consumer_store_lanes,
                         help="consumer_store_lanes")  # fmt: skip
+    parser.add_argument("--fold-interval", type=float,
+                        default=defaults.cooccurrence_fold_interval,
+                        help="cooccurrence_fold_interval")  # fmt: skip
     args = parser.parse_args(argv)
     configure_logging("WARNING")  # the output is the figures, not the consumer's batch log
     if not args.data.exists():
