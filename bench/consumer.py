@@ -10,7 +10,9 @@ database, each timed from the first produce to the last event stored:
   and :class:`~reco.consumer.folder.CooccurrenceFolder`, timed until the
   last co-occurrence increment is folded too: every aggregate is up to date.
 
-It prints both rates and their ratio. Run: ``just bench consumer [--data PATH]``.
+It prints both rates and their ratio; with ``--repeat N``, N rounds and the
+medians (the machine is shared: one run can be 15% off). Run:
+``just bench consumer [--data PATH] [--repeat N]``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -273,22 +276,32 @@ async def bench(
     parse_watch_event(json.loads(messages[0][1]))  # the data set is valid for the real consumer
     total = len(messages)
     print(f"events: {total} from {args.data}; batch_max {args.batch}; lanes {args.lanes}")
-    rates: dict[tuple[str, str], float] = {}
+    rates: dict[tuple[str, str], list[float]] = {}
     modes = MODES if args.mode == "both" else (args.mode,)
+    for round_ in range(args.repeat):
+        if args.repeat > 1:
+            print(f"round {round_ + 1} of {args.repeat}")
+        for mode in modes:
+            for name in ("ceiling", "consumer"):
+                tag = f"{name}_{mode.replace('-', '_')}_{round_}"
+                url, topic = await fresh_database(postgres, tag), f"bench.{tag}"
+                if mode == "backlog":
+                    await produce(broker.bootstrap, topic, messages)  # before the consumer starts
+                async with run_for(name, args, broker.bootstrap, url, topic) as run:
+                    seconds, note = await measure(run, mode, (args.data, args.limit), total)
+                await check_stored(url, total)
+                rates.setdefault((name, mode), []).append(total / seconds)
+                print(f"  {name:8} {mode:10}: {total / seconds:9,.0f} events/s "
+                      f"({seconds:.2f} s{note})")  # fmt: skip
     for mode in modes:
-        for name in ("ceiling", "consumer"):
-            tag = f"{name}_{mode.replace('-', '_')}"
-            url, topic = await fresh_database(postgres, tag), f"bench.{tag}"
-            if mode == "backlog":
-                await produce(broker.bootstrap, topic, messages)  # before the consumer starts
-            async with run_for(name, args, broker.bootstrap, url, topic) as run:
-                seconds, note = await measure(run, mode, (args.data, args.limit), total)
-            await check_stored(url, total)
-            rates[name, mode] = total / seconds
-            print(f"  {name:8} {mode:10}: {total / seconds:9,.0f} events/s ({seconds:.2f} s{note})")
-    for mode in modes:
-        ratio = rates["consumer", mode] / rates["ceiling", mode]
-        print(f"ratio consumer/ceiling ({mode}): {ratio:.2f}")
+        ratios = [
+            c / b for c, b in zip(rates["consumer", mode], rates["ceiling", mode], strict=True)
+        ]
+        print(f"ratio consumer/ceiling ({mode}): {statistics.median(ratios):.2f}")
+    if args.repeat > 1:
+        for (name, mode), values in rates.items():
+            print(f"median of {args.repeat}, {name} {mode}: {statistics.median(values):,.0f} events/s"
+                  f" (min {min(values):,.0f}, max {max(values):,.0f})")  # fmt: skip
 
 
 async def measure(
@@ -349,6 +362,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mode", choices=(*MODES, "both"), default="both", help="which runs")
     parser.add_argument("--lanes", type=int, default=defaults.consumer_store_lanes,
                         help="consumer_store_lanes")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds (each on fresh topics and databases); medians are printed")  # fmt: skip
     parser.add_argument("--fold-interval", type=float,
                         default=defaults.cooccurrence_fold_interval,
                         help="cooccurrence_fold_interval")  # fmt: skip
