@@ -60,11 +60,9 @@ ON CONFLICT (item_id) DO UPDATE SET
     changed_at = clock_timestamp()
 """
 
-# Appended, never updated: no row lock is shared with another batch (see folding.py).
-_COOCCURRENCE = """
-INSERT INTO item_cooccurrence_deltas (item_id, other_item_id, weight)
-SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])
-"""
+# Appended (COPY), never updated: no row is shared with another batch (see folding.py).
+_DELTAS = "item_cooccurrence_deltas"
+_DELTA_COLUMNS = ("item_id", "other_item_id", "weight")
 
 
 async def apply_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> None:
@@ -120,10 +118,14 @@ async def _upsert_popularity(
 async def _append_cooccurrence(
     conn: asyncpg.Connection, pairs: dict[tuple[str, str], float]
 ) -> None:
+    """COPY, not ``INSERT ... unnest($1::text[], ...)``: asyncpg checks every element of an
+    array parameter against two ABCs, and with ~40,000 pairs a batch that check and the
+    array encoding were the largest items in the consumer's profile; COPY's records skip
+    the check, and the server loads them faster too (3x less wall time for 42,000)."""
     if pairs:
-        items = [a for a, _ in pairs]
-        others = [b for _, b in pairs]
-        await conn.execute(_COOCCURRENCE, items, others, list(pairs.values()))
+        await conn.copy_records_to_table(
+            _DELTAS, records=[(a, b, w) for (a, b), w in pairs.items()], columns=_DELTA_COLUMNS
+        )
 
 
 async def store_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> list[str]:
