@@ -3,9 +3,12 @@
 A component of its own (under the root task group, like the consumer): every
 ``cooccurrence_fold_interval`` it folds the pair increments that committed
 batches appended to ``item_cooccurrence_deltas`` into ``item_cooccurrence``
-(reco/engine/folding.py has the statement and why). Every instance runs
-one; an advisory lock lets one fold at a time, so instances never wait for
-each other and a dead instance's turn is simply taken by the next.
+(reco/engine/folding.py has the statement and why), in
+``cooccurrence_fold_parts`` loops that fold disjoint parts of the pair space
+at the same time (one database backend each). Every instance runs one; an
+advisory lock per part lets one fold of each part at a time, so instances
+never wait for each other and a dead instance's turn is simply taken by the
+next.
 
 A failed fold rolls back whole (nothing is lost: the increments stay
 pending), is counted in ``reco_cooccurrence_fold_errors_total`` and retried
@@ -38,18 +41,24 @@ class CooccurrenceFolder:
         self.settings = settings
         self.database = database
         self._scope = anyio.CancelScope()
-        self._folding = False
+        self._folding = 0  # folds in progress (one per part at most)
         self._stopping = False
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
+        parts = self.settings.cooccurrence_fold_parts
         with self._scope:
-            while not self._stopping:
-                await self._fold_retrying()
-                if not self._stopping:
-                    await anyio.sleep(self.settings.cooccurrence_fold_interval)
+            async with anyio.create_task_group() as tg:
+                for part in range(parts):
+                    tg.start_soon(self._fold_loop, part, parts)
+
+    async def _fold_loop(self, part: int, parts: int) -> None:
+        while not self._stopping:
+            await self._fold_retrying(part, parts)
+            if not self._stopping:
+                await anyio.sleep(self.settings.cooccurrence_fold_interval)
 
     def stop_nowait(self) -> None:
         """Stop now between folds; a fold in progress gets ``consumer_drain_timeout``."""
@@ -60,29 +69,30 @@ class CooccurrenceFolder:
         else:
             self._scope.cancel()
 
-    async def _fold_retrying(self) -> None:
+    async def _fold_retrying(self, part: int, parts: int) -> None:
         cfg = self.settings
         async for attempt in stamina.retry_context(
             on=Exception, attempts=None, timeout=None,
             wait_initial=cfg.cooccurrence_fold_interval, wait_max=cfg.kafka_retry_max,
         ):  # fmt: skip
             with attempt:
-                await self._fold_once()
+                await self._fold_once(part, parts)
 
-    async def _fold_once(self) -> None:
+    async def _fold_once(self, part: int, parts: int) -> None:
         began = time.perf_counter()
-        self._folding = True
+        self._folding += 1
         try:
             async with self.database.connection() as conn:
                 folded = await folding.fold(
-                    conn, statement_timeout=self.settings.cooccurrence_fold_timeout
-                )
+                    conn, statement_timeout=self.settings.cooccurrence_fold_timeout,
+                    part=part, parts=parts,
+                )  # fmt: skip
         except Exception as exc:
             metrics.cooccurrence_fold_errors.inc({})
-            log.warning("co-occurrence fold failed; retrying", error=repr(exc))
+            log.warning("co-occurrence fold failed; retrying", part=part, error=repr(exc))
             raise
         finally:
-            self._folding = False
+            self._folding -= 1
         if folded is None:
             return  # another instance is folding
         metrics.cooccurrence_folds.inc({})

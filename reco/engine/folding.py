@@ -26,9 +26,13 @@ import asyncpg
 # pg_try_advisory_xact_lock key: "reco" + "fold" in ASCII (the migrations use "reco" + "mig").
 LOCK_KEY = 0x7265636F666F6C64
 
+# Part $1 of $2 of the pair space, by a hash of the pair's first id: parts never share a pair
+# row (they may stamp the same items, in the same sorted order: a wait, never a deadlock).
 _FOLD = """
 WITH taken AS (
-    DELETE FROM item_cooccurrence_deltas RETURNING item_id, other_item_id, weight
+    DELETE FROM item_cooccurrence_deltas
+    WHERE (hashtext(item_id) & 2147483647) % $2 = $1
+    RETURNING item_id, other_item_id, weight
 ), summed AS (
     SELECT item_id, other_item_id, sum(weight) AS weight
     FROM taken GROUP BY item_id, other_item_id
@@ -47,17 +51,24 @@ SELECT count(*) FROM taken
 """
 
 
-async def fold(conn: asyncpg.Connection, *, statement_timeout: float) -> int | None:
-    """Fold every committed increment; how many rows, or None when another folder is at it.
+async def fold(
+    conn: asyncpg.Connection, *, statement_timeout: float, part: int = 0, parts: int = 1
+) -> int | None:
+    """Fold every committed increment of ``part`` (of ``parts``); how many rows, or None
+    when another folder is at that part.
 
-    ``statement_timeout`` (seconds) replaces the pool's statement timeout for this one
-    transaction: after an outage the backlog can be far larger than usual.
+    Parts split the pair space so that several folders can run at once on disjoint
+    rows, each under its own lock (``LOCK_KEY + part``). Folders that disagree on
+    ``parts`` stay correct (each increment is deleted, so folded, by one transaction
+    only) but may wait for each other's rows. ``statement_timeout`` (seconds) replaces the pool's statement
+    timeout for this one transaction: after an outage the backlog can be far larger
+    than usual.
     """
     async with conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_KEY):
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_KEY + part):
             return None
         await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
-        folded: int = await conn.fetchval(_FOLD, timeout=statement_timeout + 1)
+        folded: int = await conn.fetchval(_FOLD, part, parts, timeout=statement_timeout + 1)
         return folded
 
 
@@ -71,4 +82,4 @@ async def fold_all(conn: asyncpg.Connection, *, statement_timeout: float) -> Non
     """Fold until nothing committed is pending, waiting out other folders (tools and tests)."""
     while await pending(conn):
         if await fold(conn, statement_timeout=statement_timeout) is None:
-            await anyio.sleep(0.01)
+            await anyio.sleep(0.01)  # another folder holds the lock

@@ -95,6 +95,18 @@ class TestFold:
             await other.close()
         assert await pairs(conn) == {("a", "b"): 1.0}
 
+    async def test_parts_split_the_pairs_and_add_up_to_the_whole(
+        self, conn: asyncpg.Connection
+    ) -> None:
+        await store(conn, watches("u1", "abcdef"))
+        whole = expected({"u1": watches("u1", "abcdef")})
+        first = await folding.fold(conn, statement_timeout=30, part=0, parts=2)
+        assert first is not None
+        assert 0 < first < len(whole)  # six items: both parts have pairs
+        assert await folding.pending(conn)
+        assert await folding.fold(conn, statement_timeout=30, part=1, parts=2) == len(whole) - first
+        assert await pairs(conn) == whole
+
     async def test_one_folder_at_a_time(self, conn: asyncpg.Connection, database_url: str) -> None:
         """While another holds the lock, a fold skips its turn and leaves the increments."""
         await store(conn, watches("u1", "ab"))
