@@ -95,7 +95,7 @@ class CooccurrenceFolder:
             self._folding -= 1
         if folded is None:
             return  # another instance is folding
-        metrics.cooccurrence_folds.inc({})
+        metrics.cooccurrence_folds.inc({"part": str(part)})
         if folded:
             metrics.cooccurrence_folded.add({}, folded)
             metrics.cooccurrence_fold_duration.observe({}, time.perf_counter() - began)

@@ -85,9 +85,15 @@ def recommendations_path(user_id: str, limit: int) -> str:
 
 def metric_total(text: str, name: str) -> float:
     """The sum of every sample of ``name`` (all label sets) in a Prometheus text page."""
-    total = 0.0
+    return sum(metric_samples(text, name).values())
+
+
+def metric_samples(text: str, name: str) -> dict[str, float]:
+    """Each sample of ``name`` by its label set as written (``""`` without labels)."""
+    samples: dict[str, float] = {}
     for line in text.splitlines():
         found = _METRIC_LINE.match(line)
         if found and found["name"] == name:
-            total += float(found["value"])
-    return total
+            labels = found["labels"] or ""
+            samples[labels] = samples.get(labels, 0.0) + float(found["value"])
+    return samples

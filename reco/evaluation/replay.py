@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import anyio
 from aiokafka import AIOKafkaProducer
 
-from reco.evaluation.client import Client, metric_total, recommendations_path
+from reco.evaluation.client import Client, metric_samples, metric_total, recommendations_path
 from reco.evaluation.data import Item, Rating
 from reco.evaluation.progress import Progress
 from reco.events import WatchEvent
@@ -108,24 +108,31 @@ async def consumed(client: Client) -> int:
     return math.floor(await _metric(client, CONSUMED))
 
 
-async def _metric(client: Client, name: str) -> float:
+async def _metrics(client: Client) -> str:
     status, body = await anyio.to_thread.run_sync(client.request, "GET", "/metrics")
     if status != 200:
         raise RuntimeError(f"GET /metrics: HTTP {status}")
-    return metric_total(body.decode(), name)
+    return str(body.decode())
 
 
-async def wait_folded(client: Client, cache_ttl: float) -> None:
+async def _metric(client: Client, name: str) -> float:
+    return metric_total(await _metrics(client), name)
+
+
+async def wait_folded(client: Client, cache_ttl: float, parts: int) -> None:
     """Wait until the pair increments of everything stored so far are in the neighbour lists.
 
-    The second fold the service makes from now started after every batch
-    stored until now had committed; then its model cache needs up to
-    ``cache_ttl`` to drop the lists that changed.
+    For each of the ``parts`` fold loops, the second fold the service makes
+    from now started after every batch stored until now had committed; then
+    its model cache needs up to ``cache_ttl`` to drop the lists that changed.
     """
-    first = folds = await _metric(client, FOLDS)
-    while folds < first + 2:
+    first = metric_samples(await _metrics(client), FOLDS)
+    while True:
+        now = metric_samples(await _metrics(client), FOLDS)
+        done = [label for label, n in now.items() if n >= first.get(label, 0.0) + 2]
+        if len(done) >= parts:
+            break
         await anyio.sleep(POLL / 4)
-        folds = await _metric(client, FOLDS)
     await anyio.sleep(cache_ttl)
 
 

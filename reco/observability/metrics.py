@@ -64,7 +64,7 @@ consumer_last_processed = _gauge(
     "reco_consumer_last_processed_timestamp_seconds", "Unix time of the last stored batch."
 )
 cooccurrence_folds = _counter(
-    "reco_cooccurrence_folds_total", "Folds of co-occurrence increments this instance made."
+    "reco_cooccurrence_folds_total", "Folds this instance made, by part of the pair space."
 )
 cooccurrence_folded = _counter(
     "reco_cooccurrence_folded_rows_total", "Co-occurrence increments folded by this instance."

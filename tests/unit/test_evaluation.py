@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reco.evaluation import baselines, data, metrics, replay
-from reco.evaluation.client import metric_total
+from reco.evaluation.client import metric_samples, metric_total
 from reco.evaluation.progress import Progress
 from reco.evaluation.service import environment
 from reco.events import parse_watch_event
@@ -130,6 +130,11 @@ class TestReplayPieces:
         )
         assert metric_total(page, "reco_consumer_messages_total") == 9.0
         assert metric_total(page, "reco_missing_total") == 0.0
+        assert metric_samples(page, "reco_consumer_messages_total") == {
+            'outcome="processed"': 7.0,
+            'outcome="duplicate"': 2.0,
+        }
+        assert metric_samples(page, "reco_consumer_lag") == {"": 3.0}
 
     def test_events_are_valid_watch_events_with_stable_ids(self) -> None:
         """The produced JSON passes the consumer's validation; the id is deterministic."""
