@@ -1,4 +1,4 @@
-"""Folding co-occurrence increments into ``item_cooccurrence``: one writer at a time.
+"""Folding co-occurrence increments into ``item_cooccurrence``: one writer per row.
 
 The consumer's batch transaction appends the batch's pair increments to
 ``item_cooccurrence_deltas`` (apply_events, reco/engine/ingest.py): no index
@@ -11,11 +11,13 @@ them, sums them per pair, adds the sums to ``item_cooccurrence`` and stamps
 both ends of every changed pair in ``item_neighbour_changes`` (the read-side
 caches drop those lists). Deleting and adding commit together, so each
 increment is folded exactly once; one still inside an open transaction is
-invisible to the delete and waits for the next fold. A transaction-level
-advisory lock lets one folder at a time in (the others skip that turn):
-``item_cooccurrence`` has a single writer, hence no lock waits and no
-deadlocks, whatever the number of instances. Summing several batches' worth
-also writes each popular pair once per fold instead of once per batch.
+invisible to the delete and waits for the next fold. The pair space is cut
+into parts by a hash of the pair's first id, and a transaction-level
+advisory lock per part lets one folder at a time into each (the others skip
+that turn): every ``item_cooccurrence`` row has a single writer, hence no
+lock waits on pairs and no deadlocks, whatever the number of instances.
+Summing several batches' worth also writes each popular pair once per fold
+instead of once per batch.
 """
 
 from __future__ import annotations

@@ -171,8 +171,7 @@ async def _feed_and_ask(target: Target, dataset: Dataset,
             expected = await replay.post_events(client, ratings)
         with anyio.fail_after(CONSUME_FLOOR + expected / CONSUME_RATE):
             await replay.wait_consumed(client, before, expected)
-            await replay.wait_folded(client, target.settings.recs_cache_ttl,
-                                     target.settings.cooccurrence_fold_parts)  # fmt: skip
+            await replay.wait_folded(client, target.settings.recs_cache_ttl)
     finally:
         client.close()
     return await replay.ask_all(target.base_url, users, K)

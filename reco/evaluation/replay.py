@@ -119,20 +119,18 @@ async def _metric(client: Client, name: str) -> float:
     return metric_total(await _metrics(client), name)
 
 
-async def wait_folded(client: Client, cache_ttl: float, parts: int) -> None:
+async def wait_folded(client: Client, cache_ttl: float) -> None:
     """Wait until the pair increments of everything stored so far are in the neighbour lists.
 
-    For each of the ``parts`` fold loops, the second fold the service makes
-    from now started after every batch stored until now had committed; then
-    its model cache needs up to ``cache_ttl`` to drop the lists that changed.
+    For each fold loop (one ``part`` label each), the second fold the service
+    makes from now started after every batch stored until now had committed;
+    then its model cache needs up to ``cache_ttl`` to drop the lists that changed.
     """
     first = metric_samples(await _metrics(client), FOLDS)
-    while True:
-        now = metric_samples(await _metrics(client), FOLDS)
-        done = [label for label, n in now.items() if n >= first.get(label, 0.0) + 2]
-        if len(done) >= parts:
-            break
+    now: dict[str, float] = {}
+    while not now or any(n < first.get(label, 0.0) + 2 for label, n in now.items()):
         await anyio.sleep(POLL / 4)
+        now = metric_samples(await _metrics(client), FOLDS)
     await anyio.sleep(cache_ttl)
 
 

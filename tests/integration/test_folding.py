@@ -185,7 +185,8 @@ class TestFolderComponent:
     async def test_folds_within_the_interval_and_stops_promptly(
         self, settings: Settings, database: Database, conn: asyncpg.Connection
     ) -> None:
-        folds = [counter(metrics.cooccurrence_folds, {"part": str(p)}) for p in range(2)]
+        parts = range(settings.cooccurrence_fold_parts)
+        folds = [counter(metrics.cooccurrence_folds, {"part": str(p)}) for p in parts]
         rows = counter(metrics.cooccurrence_folded)
         folder = CooccurrenceFolder(
             attrs.evolve(settings, cooccurrence_fold_interval=0.05), database
@@ -200,7 +201,7 @@ class TestFolderComponent:
                 folder.stop_nowait()
         assert time.monotonic() - began < 1.0
         assert await pairs(conn) == {("a", "b"): 1.0, ("a", "c"): 0.95, ("b", "c"): 1.0}
-        for part in range(2):  # both fold loops (the default two parts) ran
+        for part in parts:  # every fold loop ran
             assert counter(metrics.cooccurrence_folds, {"part": str(part)}) > folds[part]
         assert counter(metrics.cooccurrence_folded) == rows + 3
 
