@@ -1,14 +1,18 @@
 """The watch-event contract, shared by the Kafka consumer and ``POST /v1/events``.
 
 Validation is a pure function over values (no I/O): it takes the decoded
-JSON object and returns a :class:`WatchEvent` or raises
-:class:`~reco.errors.InvalidMessage` with a short reason.
+JSON object (and the time it is checked at) and returns a :class:`WatchEvent`
+or raises :class:`~reco.errors.InvalidMessage` with a short reason. The rules
+(docs/events.md): ids are 1 to 128 characters of storable text (UTF-8 without
+NUL or a lone surrogate); ``occurred_at`` is an RFC 3339 timestamp with an
+offset, any instant of the years 1 to 9999 in UTC, at most ``max_future``
+seconds ahead of the clock; ``watched_seconds`` is a finite number from 0 to
+:data:`MAX_WATCHED_SECONDS`; ``completed`` a boolean.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +21,10 @@ import attrs
 from reco.errors import InvalidMessage
 
 MAX_ID_LENGTH = 128
+# About 31 years: larger is a unit mistake (milliseconds?), not a watch.
+MAX_WATCHED_SECONDS = 1_000_000_000
+# RECO_EVENT_MAX_FUTURE: how far ahead of the clock an event may be dated (clock skew).
+DEFAULT_MAX_FUTURE = 300.0
 
 
 @attrs.frozen
@@ -48,12 +56,12 @@ def _identifier(obj: dict[str, Any], name: str) -> str:
         raise InvalidMessage(f"{name}: expected a string, got {type(value).__name__}")
     if not value or len(value) > MAX_ID_LENGTH:
         raise InvalidMessage(f"{name}: must be 1 to {MAX_ID_LENGTH} characters")
-    if not _storable(value):
+    if not storable_text(value):
         raise InvalidMessage(f"{name}: contains NUL or a lone surrogate")
     return value
 
 
-def _storable(value: str) -> bool:
+def storable_text(value: str) -> bool:
     """PostgreSQL text holds neither NUL nor (as UTF-8) a lone surrogate; JSON can spell both."""
     if "\x00" in value:
         return False
@@ -64,7 +72,7 @@ def _storable(value: str) -> bool:
     return True
 
 
-def _timestamp(obj: dict[str, Any]) -> dt.datetime:
+def _timestamp(obj: dict[str, Any], now: dt.datetime | None, max_future: float) -> dt.datetime:
     if "occurred_at" not in obj:
         raise InvalidMessage("missing field: occurred_at")
     value = obj["occurred_at"]
@@ -79,7 +87,9 @@ def _timestamp(obj: dict[str, Any]) -> dt.datetime:
     try:
         parsed.astimezone(dt.UTC)  # what the database driver does; year 1 or 9999 may overflow
     except OverflowError:
-        raise InvalidMessage("occurred_at: out of range") from None
+        raise InvalidMessage("occurred_at: out of range (years 1 to 9999 in UTC)") from None
+    if now is not None and (parsed - now).total_seconds() > max_future:
+        raise InvalidMessage(f"occurred_at: more than {max_future:g} s in the future")
     return parsed
 
 
@@ -89,8 +99,9 @@ def _optional_seconds(obj: dict[str, Any]) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidMessage("watched_seconds: expected a number")
-    if not math.isfinite(value) or value < 0:
-        raise InvalidMessage("watched_seconds: must be a finite number >= 0")
+    # Compared before any conversion: float() of a 400-digit int raises OverflowError.
+    if not (0 <= value <= MAX_WATCHED_SECONDS):  # False for NaN too
+        raise InvalidMessage(f"watched_seconds: must be a number from 0 to {MAX_WATCHED_SECONDS}")
     return float(value)
 
 
@@ -101,15 +112,26 @@ def _optional_bool(obj: dict[str, Any]) -> bool | None:
     raise InvalidMessage("completed: expected true or false")
 
 
-def parse_watch_event(obj: Any) -> WatchEvent:
-    """Validate one decoded JSON value; unknown fields are ignored."""
+def parse_watch_event(
+    obj: Any, *, now: dt.datetime | None = None, max_future: float = DEFAULT_MAX_FUTURE
+) -> WatchEvent:
+    """Validate one decoded JSON value; unknown fields are ignored.
+
+    ``now`` is the clock the future bound is checked against (None: no bound,
+    for tools replaying stored events).
+    """
     if not isinstance(obj, dict):
         raise InvalidMessage("expected a JSON object")
     return WatchEvent(
         event_id=_identifier(obj, "event_id"), user_id=_identifier(obj, "user_id"),
-        item_id=_identifier(obj, "item_id"), occurred_at=_timestamp(obj),
+        item_id=_identifier(obj, "item_id"), occurred_at=_timestamp(obj, now, max_future),
         watched_seconds=_optional_seconds(obj), completed=_optional_bool(obj),
     )  # fmt: skip
+
+
+def same_watch(a: WatchEvent, b: WatchEvent) -> bool:
+    """Do two events with one ``event_id`` describe the same watch (user, item, instant)?"""
+    return (a.user_id, a.item_id, a.occurred_at) == (b.user_id, b.item_id, b.occurred_at)
 
 
 def new_in_order(events: Iterable[WatchEvent], new_ids: Iterable[str]) -> list[WatchEvent]:

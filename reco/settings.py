@@ -90,6 +90,8 @@ class Settings:
     consumer_batch_max: int = attrs.field(default=5000, validator=_positive)
     consumer_batch_wait: float = attrs.field(default=0.1, validator=_positive)
     consumer_max_message_bytes: int = attrs.field(default=64 * 1024, validator=_positive)
+    # how far ahead of this clock an event may be dated (producers' clock skew)
+    event_max_future: float = attrs.field(default=300.0, validator=_positive)
     consumer_stuck_after: float = attrs.field(default=60.0, validator=_positive)
     consumer_lag_interval: float = attrs.field(default=2.0, validator=_positive)
     consumer_drain_timeout: float = attrs.field(default=10.0, validator=_positive)

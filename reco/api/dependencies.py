@@ -17,7 +17,7 @@ from reco.api.problems import Problem, problem_response
 from reco.api.state import state
 from reco.db.pool import Database
 from reco.engine.recommender import Recommender
-from reco.errors import TransientError
+from reco.errors import TransientError, UnprocessableData
 from reco.observability.logs import get_logger
 
 log = get_logger("reco.api")
@@ -55,6 +55,20 @@ async def _on_unavailable(exc: Exception) -> Response:
     return problem_response(unavailable("the database is unavailable; retry shortly"))
 
 
+async def _on_unprocessable(exc: UnprocessableData) -> Response:
+    """The database refused a value our validation let through: the input's fault, a 422.
+
+    Logged as a warning with the SQLSTATE: each one is a validation rule to add.
+    """
+    log.warning("database refused the request's data", sqlstate=exc.sqlstate, error=exc.name)
+    return problem_response(
+        Problem(422, f"a value in the request cannot be stored (SQLSTATE {exc.sqlstate})",
+                slug="unprocessable-data")
+    )  # fmt: skip
+
+
 def register_unavailable(blueprint: Blueprint) -> None:
+    """503 for transient database faults, 422 for data the database refuses."""
     for exc_class in UNAVAILABLE:
         blueprint.register_error_handler(exc_class, _on_unavailable)
+    blueprint.register_error_handler(UnprocessableData, _on_unprocessable)

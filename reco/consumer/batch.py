@@ -2,19 +2,21 @@
 
 A fetched batch becomes a :class:`BatchPlan`: the valid events (unique by
 ``event_id``, the first occurrence kept), the rejected records (for the
-dead-letter topic), the number of repeats within the batch and, per
+dead-letter topic: invalid ones, and repeats of an ``event_id`` that describe
+another watch), the number of exact repeats within the batch and, per
 partition, the offset to commit once the batch is stored.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
 
-from reco.consumer.decode import InvalidRecord, decode_value
-from reco.events import WatchEvent
+from reco.consumer.decode import InvalidRecord, Reason, decode_value
+from reco.events import DEFAULT_MAX_FUTURE, WatchEvent, same_watch
 
 
 class Record(Protocol):
@@ -47,11 +49,23 @@ class BatchPlan:
     duplicates: int
     next_offsets: Mapping[Any, int]  # TopicPartition -> last offset + 1
     size: int
+    sources: Mapping[str, Record] = attrs.field(factory=dict)  # event_id -> its record
+
+    def rejected_at_store(self, event: WatchEvent, error: InvalidRecord) -> Rejected:
+        """The dead-letter entry of a valid event that could not be stored."""
+        return Rejected(self.sources[event.event_id], error)
 
 
-def plan_batch(records: Mapping[Any, Sequence[Record]], max_bytes: int) -> BatchPlan:
+def plan_batch(
+    records: Mapping[Any, Sequence[Record]],
+    max_bytes: int,
+    *,
+    now: dt.datetime | None = None,
+    max_future: float = DEFAULT_MAX_FUTURE,
+) -> BatchPlan:
     """Decode, validate and de-duplicate one fetched batch (``getmany`` output)."""
     events: dict[str, WatchEvent] = {}
+    sources: dict[str, Record] = {}
     rejected: list[Rejected] = []
     duplicates = size = 0
     next_offsets: dict[Any, int] = {}
@@ -60,15 +74,31 @@ def plan_batch(records: Mapping[Any, Sequence[Record]], max_bytes: int) -> Batch
             size += 1
             next_offsets[tp] = max(next_offsets.get(tp, 0), record.offset + 1)
             try:
-                event = decode_value(record.value, max_bytes)
+                event = decode_value(record.value, max_bytes, now=now, max_future=max_future)
             except InvalidRecord as exc:
                 rejected.append(Rejected(record, exc))
                 continue
-            if event.event_id in events:
+            first = events.get(event.event_id)
+            if first is None:
+                events[event.event_id] = event
+                sources[event.event_id] = record
+            elif same_watch(first, event):
                 duplicates += 1
             else:
-                events[event.event_id] = event
-    return BatchPlan(tuple(events.values()), tuple(rejected), duplicates, next_offsets, size)
+                rejected.append(
+                    Rejected(record, conflict(first.user_id, first.item_id, first.occurred_at))
+                )
+    return BatchPlan(
+        tuple(events.values()), tuple(rejected), duplicates, next_offsets, size, sources
+    )
+
+
+def conflict(user_id: str, item_id: str, at: dt.datetime) -> InvalidRecord:
+    """The rejection of an event whose id already names another watch (the first one kept)."""
+    return InvalidRecord(
+        Reason.CONFLICTING_DUPLICATE,
+        f"event_id already names user {user_id!r}, item {item_id!r} at {at.isoformat()}",
+    )
 
 
 def merge(first: Mapping[Any, list[Any]], more: Mapping[Any, list[Any]]) -> dict[Any, list[Any]]:

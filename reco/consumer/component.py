@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,12 +33,24 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from structlog.contextvars import bound_contextvars
 
 from reco.consumer import dead_letter
-from reco.consumer.batch import BatchPlan, Progress, committable, lag_of, merge, split_lanes
+from reco.consumer.batch import (
+    BatchPlan,
+    Progress,
+    Rejected,
+    committable,
+    conflict,
+    lag_of,
+    merge,
+    split_lanes,
+)  # fmt: skip
 from reco.consumer.batch import plan_batch as _plan
 from reco.consumer.clients import Listener, make_consumer
+from reco.consumer.decode import InvalidRecord, Reason
 from reco.db.pool import Database
-from reco.engine.ingest import store_events
+from reco.engine.ingest import Stored, store_batch
+from reco.errors import DatabaseUnavailable, TransientError
 from reco.events import WatchEvent
+from reco.kafka import errors as kafka_errors
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
@@ -167,7 +180,10 @@ class WatchEventConsumer:
         """Plan each lane's share (decoding here overlaps the lanes' storing) and queue it."""
         try:
             for lane, share in split_lanes(records, len(sends)).items():
-                plan = _plan(share, self.settings.consumer_max_message_bytes)
+                plan = _plan(
+                    share, self.settings.consumer_max_message_bytes,
+                    now=dt.datetime.now(dt.UTC), max_future=self.settings.event_max_future,
+                )  # fmt: skip
                 self._hold()
                 try:
                     await sends[lane].send(plan)
@@ -252,14 +268,20 @@ class WatchEventConsumer:
             log.warning("batch abandoned at shutdown; it will be redelivered")
 
     async def _process(self, plan: BatchPlan) -> None:
+        """Store, then dead-letter what was rejected, then commit: a crash anywhere redelivers.
+
+        Redelivery stores nothing twice (``event_id`` is unique) and rejects the
+        same records again, so the dead-letter topic gets each at least once.
+        """
         began = time.perf_counter()
-        if plan.rejected:
-            await self._retrying("process", lambda: self._dead_letter(plan))
-            for item in plan.rejected:
+        stored = await self._retrying("process", lambda: self._store(plan.events))
+        rejected = [*plan.rejected, *_rejected_at_store(plan, stored)]
+        if rejected:
+            await self._retrying("dead_letter", lambda: self._dead_letter(rejected))
+            for item in rejected:
                 log.warning("dead-lettered", reason=item.error.code.value, detail=item.error.detail,
                             partition=item.record.partition, offset=item.record.offset)  # fmt: skip
-        new_ids = await self._retrying("process", lambda: self._store(plan.events))
-        self._count(plan, len(new_ids))
+        self._count(plan, stored)
         metrics.consumer_batch_duration.observe({}, time.perf_counter() - began)
         self._progress.advanced(anyio.current_time())
         for tp, offset in plan.next_offsets.items():
@@ -267,18 +289,32 @@ class WatchEventConsumer:
                 self._positions[tp] = offset
         await self._commit(plan.next_offsets)
 
-    async def _dead_letter(self, plan: BatchPlan) -> None:
-        await dead_letter.send_all(self._producer, self.settings, plan.rejected)
+    async def _dead_letter(self, rejected: Sequence[Rejected]) -> None:
+        await dead_letter.send_all(self._producer, self.settings, rejected)
 
-    async def _store(self, events: Sequence[WatchEvent]) -> list[str]:
-        """One transaction: insert the events, apply the new ones; the ids that were new."""
-        with anyio.fail_after(self.settings.consumer_batch_timeout):
-            async with self.database.connection() as conn, conn.transaction():
-                return await store_events(conn, events)
+    async def _store(self, events: Sequence[WatchEvent]) -> Stored:
+        """One transaction: insert the events, apply the new ones, isolate what is refused."""
+        try:
+            with anyio.fail_after(self.settings.consumer_batch_timeout):
+                async with self.database.connection() as conn, conn.transaction():
+                    return await store_batch(conn, events)
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"batch not stored within {self.settings.consumer_batch_timeout:g} s"
+            ) from None
 
-    def _count(self, plan: BatchPlan, new: int) -> None:
-        outcomes = {"processed": new, "duplicate": plan.duplicates + len(plan.events) - new,
-                    "invalid": len(plan.rejected)}  # fmt: skip
+    def _count(self, plan: BatchPlan, stored: Stored) -> None:
+        new, conflicts, refused = (
+            len(stored.new_ids), len(stored.conflicts), len(stored.unprocessable)
+        )  # fmt: skip
+        invalid = sum(r.error.code is not Reason.CONFLICTING_DUPLICATE for r in plan.rejected)
+        outcomes = {
+            "processed": new,
+            "duplicate": plan.duplicates + len(plan.events) - new - conflicts - refused,
+            "invalid": invalid,
+            "conflict": len(plan.rejected) - invalid + conflicts,
+            "unprocessable": refused,
+        }
         for outcome, n in outcomes.items():
             if n:
                 metrics.consumer_messages.add({"outcome": outcome}, n)
@@ -302,20 +338,28 @@ class WatchEventConsumer:
             log.warning("offset commit failed; redelivery is harmless", error=repr(exc))
 
     async def _retrying(self, stage: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn`` until it succeeds, with backoff; each failure is counted and logged."""
+        """Run ``fn`` until it succeeds, retrying transient errors with backoff.
+
+        Each failure is counted and logged, and lasts as long as the dependency
+        is away (readiness says so). Anything else (a permanent error, a bug)
+        is not retried: it propagates and stops the process, loudly.
+        """
         cfg = self.settings
         async for attempt in stamina.retry_context(
-            on=Exception, attempts=None, timeout=None,
+            on=TransientError, attempts=None, timeout=None,
             wait_initial=cfg.kafka_retry_initial, wait_max=cfg.kafka_retry_max,
         ):  # fmt: skip
             with attempt:
                 try:
                     return await fn()
                 except Exception as exc:
+                    error = _transient(exc)
+                    if error is None:
+                        raise
                     if stage != "connect":
                         metrics.consumer_errors.inc({"stage": stage})
                     log.warning("consumer error; retrying", stage=stage, error=repr(exc))
-                    raise
+                    raise error from exc
         raise AssertionError("unreachable: retries are unbounded")
 
     # ------------------------------------------------------------- rebalance
@@ -384,6 +428,22 @@ class WatchEventConsumer:
             self.readiness.set(CHECK, False, detail, lag=total_lag)
         else:
             self.readiness.set(CHECK, True, lag=total_lag)
+
+
+def _transient(exc: Exception) -> TransientError | None:
+    """``exc`` as a transient error (database errors arrive translated), or None."""
+    error = kafka_errors.translate(exc)
+    return error if isinstance(error, TransientError) else None
+
+
+def _rejected_at_store(plan: BatchPlan, stored: Stored) -> list[Rejected]:
+    """Dead-letter entries for the events the store refused or found conflicting."""
+    out = [plan.rejected_at_store(e, conflict(*first)) for e, first in stored.conflicts]
+    out += [
+        plan.rejected_at_store(e, InvalidRecord(Reason.UNPROCESSABLE, str(error)))
+        for e, error in stored.unprocessable
+    ]
+    return out
 
 
 def _retriable_commit(exc: Exception) -> bool:

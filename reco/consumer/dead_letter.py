@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import MessageSizeTooLargeError
 
 from reco.consumer.batch import Rejected
+from reco.errors import RecordRejected
+from reco.kafka import errors as kafka_errors
+from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.settings import Settings
 
@@ -55,20 +57,58 @@ def make_producer(settings: Settings) -> Any:
 
 
 async def send_all(producer: Any, settings: Settings, rejected: Sequence[Rejected]) -> None:
-    """Send every rejected record and wait for the broker's acknowledgements."""
-    futures = [await _send(producer, settings, item) for item in rejected]
-    for future in futures:
-        await future
+    """Send every rejected record and wait for the broker's acknowledgements.
+
+    Sends are pipelined (all queued, then every acknowledgement awaited). A
+    record the broker (or this producer) refuses for good is sent again
+    without its value, the evidence kept in the headers; refused again, it is
+    logged and counted (``reco_consumer_dead_letter_dropped_total``) and the
+    partition moves on: a permanent refusal is never retried. Transient
+    errors propagate, and the caller retries the whole batch (a record may
+    then reach the topic twice).
+    """
+    pending = [(item, await _queue(producer, settings, item, keep_value=True)) for item in rejected]
+    for item, future in pending:
+        if future is None or await _refused(future):
+            await _send_without_value(producer, settings, item)
 
 
-async def _send(producer: Any, settings: Settings, item: Rejected) -> Any:
+async def _queue(producer: Any, settings: Settings, item: Rejected, *, keep_value: bool) -> Any:
+    """Queue one record; its delivery future, or None when the client refuses it at once."""
     headers = dead_letter_headers(item, settings.consumer_group)
-    topic, key = settings.dead_letter_topic, item.record.key
+    value = item.record.value
+    if not keep_value:
+        headers.append((HEADER_PREFIX + "value_dropped_bytes", str(len(value or b"")).encode()))
+        value = None
     try:
-        return await producer.send(topic, value=item.record.value, key=key, headers=headers)
-    except MessageSizeTooLargeError:
-        # Larger than this producer may send: keep the evidence, drop the body.
-        size = len(item.record.value or b"")
-        log.warning("dead-letter value too large; sent without it", size=size)
-        headers.append((HEADER_PREFIX + "value_dropped_bytes", str(size).encode()))
-        return await producer.send(topic, value=None, key=key, headers=headers)
+        return await producer.send(
+            settings.dead_letter_topic, value=value, key=item.record.key, headers=headers
+        )
+    except Exception as exc:
+        if isinstance(kafka_errors.translate(exc), RecordRejected):
+            return None
+        raise
+
+
+async def _refused(future: Any) -> bool:
+    """Await one delivery: True when the broker refused the record for good."""
+    try:
+        await future
+    except Exception as exc:
+        if isinstance(kafka_errors.translate(exc), RecordRejected):
+            return True
+        raise
+    return False
+
+
+async def _send_without_value(producer: Any, settings: Settings, item: Rejected) -> None:
+    size = len(item.record.value or b"")
+    log.warning("dead-letter record refused; sending it without its value", size=size)
+    future = await _queue(producer, settings, item, keep_value=False)
+    if future is None or await _refused(future):
+        metrics.consumer_dead_letter_dropped.inc({})
+        log.error(
+            "dead-letter record refused even without its value; dropped",
+            reason=item.error.code.value, topic=item.record.topic,
+            partition=item.record.partition, offset=item.record.offset,
+        )  # fmt: skip

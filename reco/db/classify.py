@@ -1,4 +1,21 @@
-"""Classify asyncpg errors by exception class, never by message text."""
+"""The asyncpg edge: its exceptions translated into reco's vocabulary (:mod:`reco.errors`).
+
+By exception class and SQLSTATE, never by message text:
+
+- transient, :class:`~reco.errors.DatabaseConflict`: serialization failure,
+  deadlock (run the transaction again);
+- transient, :class:`~reco.errors.DatabaseUnavailable`: the connection is
+  lost or unusable, a timeout (``statement_timeout``, ``lock_timeout``, the
+  client's own), the server shutting down or out of resources;
+- permanent, :class:`~reco.errors.UnprocessableData`: the data itself is
+  refused: SQLSTATE class 22 (data exception: out of range, untranslatable
+  character, invalid text), 23 (integrity: every unique key reco relies on
+  for idempotency is written ``ON CONFLICT``, so a violation that surfaces is
+  about the data), 54 (program limit: a value too large to index), and the
+  client's own refusal to encode an argument;
+- anything else (an undefined column, a syntax error, ...) is a bug:
+  :func:`translate` returns None and the caller lets it propagate.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +23,35 @@ import enum
 
 import asyncpg
 import asyncpg.exceptions as pgx
+import asyncpg.exceptions._base as pg_base
+
+from reco.errors import (
+    DatabaseConflict,
+    DatabaseUnavailable,
+    RecoError,
+    TransientError,
+    UnprocessableData,
+)
 
 
 class ErrorKind(enum.StrEnum):
-    RETRY = "retry"  # serialization failure, deadlock: run the transaction again
-    DUPLICATE = "duplicate"  # unique violation: the row is already there
-    UNAVAILABLE = "unavailable"  # connection lost, timeouts, server shutting down
-    ERROR = "error"  # a bug or bad data: do not retry
+    """A bounded label for ``reco_db_query_errors_total{class}``."""
+
+    CONFLICT = "conflict"
+    UNAVAILABLE = "unavailable"
+    UNPROCESSABLE = "unprocessable"
+    ERROR = "error"  # a bug: not retried
 
 
-_RETRY = (pgx.SerializationError, pgx.DeadlockDetectedError)
+_CONFLICT = (pgx.SerializationError, pgx.DeadlockDetectedError)
+# The client refuses to encode an argument (a datetime out of range, say): a ValueError
+# and, unfortunately, an InterfaceError too, so it is tested before _UNAVAILABLE.
+_UNPROCESSABLE = (
+    pg_base.DataError,
+    pgx.DataError,  # class 22
+    pgx.IntegrityConstraintViolationError,  # class 23
+    pgx.ProgramLimitExceededError,  # class 54
+)
 _UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -31,13 +67,33 @@ _UNAVAILABLE = (
 
 
 def classify(exc: BaseException) -> ErrorKind:
-    if isinstance(exc, _RETRY):
-        return ErrorKind.RETRY
-    if isinstance(exc, pgx.UniqueViolationError):
-        return ErrorKind.DUPLICATE
-    if isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, _CONFLICT):
+        return ErrorKind.CONFLICT
+    if isinstance(exc, _UNPROCESSABLE):
+        return ErrorKind.UNPROCESSABLE
+    if isinstance(exc, (*_UNAVAILABLE, DatabaseUnavailable)):
         return ErrorKind.UNAVAILABLE
     return ErrorKind.ERROR
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a server error; ``22000`` for the client's refusal to encode."""
+    code = getattr(exc, "sqlstate", None)
+    return code if isinstance(code, str) and code else "22000"
+
+
+def translate(exc: BaseException) -> RecoError | None:
+    """The reco error for an asyncpg (or socket) exception, or None for a bug."""
+    if isinstance(exc, RecoError):
+        return exc
+    kind = classify(exc)
+    if kind is ErrorKind.CONFLICT:
+        return DatabaseConflict(type(exc).__name__)
+    if kind is ErrorKind.UNPROCESSABLE:
+        return UnprocessableData(sqlstate(exc), type(exc).__name__)
+    if kind is ErrorKind.UNAVAILABLE:
+        return DatabaseUnavailable(type(exc).__name__)
+    return None
 
 
 _BROKEN = (
@@ -54,10 +110,11 @@ def breaks_connection(exc: BaseException) -> bool:
 
     A server-side timeout (``statement_timeout``, ``lock_timeout``) leaves the
     connection usable; a client-side timeout or a lost connection does not.
+    The client's refusal to encode an argument happens before anything is sent.
     """
-    return isinstance(exc, _BROKEN)
+    return isinstance(exc, _BROKEN) and not isinstance(exc, pg_base.DataError)
 
 
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying with backoff (the predicate given to stamina)."""
-    return classify(exc) in (ErrorKind.RETRY, ErrorKind.UNAVAILABLE)
+    return isinstance(exc, TransientError) or isinstance(translate(exc), TransientError)

@@ -31,7 +31,7 @@ import asyncpg
 import stamina
 
 from reco.db import migrations
-from reco.db.classify import breaks_connection, classify, is_transient
+from reco.db.classify import breaks_connection, classify, is_transient, translate
 from reco.errors import DatabaseUnavailable
 from reco.observability import metrics
 from reco.observability.logs import get_logger
@@ -179,6 +179,10 @@ class Database:
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """Acquire a pooled connection within ``db_acquire_timeout``, instrumented.
 
+        asyncpg errors leave the block translated into reco's vocabulary
+        (:func:`reco.db.classify.translate`, the original as ``__cause__``);
+        what it does not recognise (a bug) leaves unchanged.
+
         A connection whose state is unknown after an error or a cancellation
         (a client-side timeout, a lost connection) is closed, not reused.
         """
@@ -196,7 +200,10 @@ class Database:
         except Exception as exc:
             metrics.db_query_errors.inc({"class": classify(exc).value})
             broken = breaks_connection(exc)
-            raise
+            translated = translate(exc)
+            if translated is None or translated is exc:
+                raise
+            raise translated from exc
         finally:
             with anyio.CancelScope(shield=True):
                 if broken:

@@ -19,12 +19,16 @@ order: no deadlock cycles), and adds to the stored value under the row lock
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import asyncpg
+import attrs
 
+from reco.db import classify
 from reco.db.queries import watch_events
 from reco.engine import aggregates
+from reco.errors import UnprocessableData
 from reco.events import WatchEvent, new_in_order
 
 _WINDOWS = """
@@ -48,6 +52,10 @@ RETURNING user_id, item_id, watch_count
 """
 
 # log_score adds in log space: log(exp(a) + exp(b)) (a stored -infinity adds nothing).
+# PostgreSQL's exp() raises "value out of range: underflow" below about -708 (Python's
+# returns 0.0): a watch from 1997 after one from today is a gap of ~750 in these units.
+# exp(-700) ~ 1e-304 is still a normal double, and ln(1 + x) of it is 0 to the last bit,
+# so capping the gap at 700 changes no result and leaves no argument that underflows.
 _POPULARITY = """
 INSERT INTO item_popularity AS p (item_id, watch_count, user_count, log_score, last_at)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::timestamptz[])
@@ -137,3 +145,71 @@ async def store_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -
     new_ids = await watch_events.insert_new(conn, events)
     await apply_events(conn, new_in_order(events, new_ids))
     return new_ids
+
+
+@attrs.frozen
+class Stored:
+    """What :func:`store_batch` did with a batch.
+
+    ``new_ids``: stored now (their effects applied); ``conflicts``: an event
+    whose ``event_id`` was already stored for another watch, with the stored
+    (user, item, instant); ``unprocessable``: events the database refuses,
+    with the error. Every other event was already stored, as the same watch.
+    """
+
+    new_ids: tuple[str, ...] = ()
+    conflicts: tuple[tuple[WatchEvent, tuple[str, str, dt.datetime]], ...] = ()
+    unprocessable: tuple[tuple[WatchEvent, UnprocessableData], ...] = ()
+
+    def __add__(self, other: Stored) -> Stored:
+        return Stored(
+            self.new_ids + other.new_ids,
+            self.conflicts + other.conflicts,
+            self.unprocessable + other.unprocessable,
+        )
+
+
+async def store_batch(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> Stored:
+    """:func:`store_events`, isolating what the database refuses, in the caller's transaction.
+
+    The batch is tried in a savepoint; when the database refuses its data for
+    good (:class:`~reco.errors.UnprocessableData`), the savepoint is rolled back
+    and each half is tried the same way, down to single events: ``k`` poison
+    events in ``n`` cost about ``2 k log2(n)`` extra attempts, and every other
+    event is stored. Any other error (transient, or a bug) propagates.
+    """
+    ordered = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
+    return await _isolating(conn, ordered)
+
+
+async def _isolating(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> Stored:
+    if not events:
+        return Stored()
+    try:
+        async with conn.transaction():  # a savepoint inside the caller's transaction
+            new_ids = await store_events(conn, events)
+    except Exception as exc:
+        refused = classify.translate(exc)
+        if not isinstance(refused, UnprocessableData):
+            raise
+        if len(events) == 1:
+            return Stored(unprocessable=((events[0], refused),))
+        half = len(events) // 2
+        return await _isolating(conn, events[:half]) + await _isolating(conn, events[half:])
+    return Stored(tuple(new_ids), await _conflicts(conn, events, new_ids))
+
+
+async def _conflicts(
+    conn: asyncpg.Connection, events: Sequence[WatchEvent], new_ids: Sequence[str]
+) -> tuple[tuple[WatchEvent, tuple[str, str, dt.datetime]], ...]:
+    """The repeats (ids stored before) that describe another watch than the stored one."""
+    new = set(new_ids)
+    repeats = [e for e in events if e.event_id not in new]
+    if not repeats:
+        return ()
+    stored = await watch_events.stored_watches(conn, [e.event_id for e in repeats])
+    return tuple(
+        (e, stored[e.event_id])
+        for e in repeats
+        if e.event_id in stored and stored[e.event_id] != (e.user_id, e.item_id, e.occurred_at)
+    )

@@ -51,14 +51,20 @@ db_query_errors = _counter("reco_db_query_errors_total", "Database errors by cla
 
 # --- consumer -----------------------------------------------------------------
 consumer_messages = _counter(
-    "reco_consumer_messages_total", "Watch-event messages by outcome (processed|duplicate|invalid)."
+    "reco_consumer_messages_total",
+    "Watch-event messages by outcome (processed|duplicate|invalid|conflict|unprocessable).",
 )
 consumer_lag = _gauge("reco_consumer_lag", "High-water mark minus position, per partition.")
 consumer_batch_duration = _histogram(
     "reco_consumer_batch_duration_seconds", "Time to store one consumer batch.", _BATCH
 )
 consumer_errors = _counter(
-    "reco_consumer_errors_total", "Consumer errors by stage (poll|process|commit)."
+    "reco_consumer_errors_total",
+    "Transient consumer errors, retried, by stage (connect|poll|process|dead_letter|commit).",
+)
+consumer_dead_letter_dropped = _counter(
+    "reco_consumer_dead_letter_dropped_total",
+    "Rejected records the dead-letter topic refused even without their value (logged).",
 )
 consumer_last_processed = _gauge(
     "reco_consumer_last_processed_timestamp_seconds", "Unix time of the last stored batch."

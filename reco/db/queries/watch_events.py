@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import asyncpg
@@ -39,3 +40,18 @@ async def count(conn: asyncpg.Connection) -> int:
     """How many events are stored (tests and the benchmark)."""
     value: int = await conn.fetchval("SELECT count(*) FROM watch_events")
     return value
+
+
+_STORED = """
+SELECT event_id, user_id, item_id, occurred_at FROM watch_events WHERE event_id = ANY($1::text[])
+"""
+
+
+async def stored_watches(
+    conn: asyncpg.Connection, event_ids: Sequence[str]
+) -> dict[str, tuple[str, str, dt.datetime]]:
+    """The stored (user, item, instant) of each of ``event_ids`` that is stored."""
+    if not event_ids:
+        return {}
+    rows = await conn.fetch(_STORED, list(event_ids))
+    return {r["event_id"]: (r["user_id"], r["item_id"], r["occurred_at"]) for r in rows}
