@@ -12,6 +12,7 @@ and the consumer deduplicates by ``event_id`` anyway.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -22,8 +23,8 @@ from reco.api.auth import require_bearer
 from reco.api.problems import Problem
 from reco.api.state import state
 from reco.db.classify import is_transient
-from reco.errors import InvalidMessage, TransientError
-from reco.events import WatchEvent, parse_watch_event
+from reco.errors import InvalidMessage, TransientError, UnprocessableData
+from reco.events import DEFAULT_MAX_FUTURE, WatchEvent, parse_watch_event
 from reco.outbox import queries as outbox
 
 MAX_EVENTS = 1000
@@ -42,8 +43,13 @@ def decode_body(raw: str | bytes) -> Any:
         raise Problem(400, "the body is not valid JSON", slug="malformed-body") from None
 
 
-def validate_batch(body: Any) -> list[WatchEvent]:
-    """Every event valid, or a 400 (wrong shape) / 422 (invalid events) problem."""
+def validate_batch(
+    body: Any, *, now: dt.datetime | None = None, max_future: float = DEFAULT_MAX_FUTURE
+) -> list[WatchEvent]:
+    """Every event valid, or a 400 (wrong shape) / 422 (invalid events) problem.
+
+    ``now`` and ``max_future`` bound ``occurred_at`` as for the consumer.
+    """
     if not isinstance(body, dict) or not isinstance(body.get("events"), list):
         raise Problem(400, 'expected a JSON object {"events": [...]}', slug="malformed-body")
     items: list[Any] = body["events"]
@@ -56,7 +62,7 @@ def validate_batch(body: Any) -> list[WatchEvent]:
     errors: list[dict[str, str]] = []
     for index, item in enumerate(items):
         try:
-            events.append(parse_watch_event(item))
+            events.append(parse_watch_event(item, now=now, max_future=max_future))
         except InvalidMessage as exc:
             errors.append({"pointer": f"/events/{index}", "detail": exc.reason})
     if errors:
@@ -95,11 +101,18 @@ async def store(rows: Sequence[outbox.NewRow]) -> int:
             raise Problem(
                 503, "the database is not available; retry shortly", headers={"Retry-After": "1"}
             ) from None
+        if isinstance(exc, UnprocessableData):
+            raise Problem(
+                422, f"an event cannot be stored (SQLSTATE {exc.sqlstate}); nothing was stored",
+                slug="unprocessable-data",
+            ) from None  # fmt: skip
         raise
 
 
 @blueprint.post("/v1/events")
 async def post_events() -> tuple[Response, int]:
-    events = validate_batch(decode_body(await request.get_data(cache=False, as_text=False)))
-    inserted = await store(outbox_rows(events, state().settings.watch_events_topic))
+    settings = state().settings
+    body = decode_body(await request.get_data(cache=False, as_text=False))
+    events = validate_batch(body, now=dt.datetime.now(dt.UTC), max_future=settings.event_max_future)
+    inserted = await store(outbox_rows(events, settings.watch_events_topic))
     return jsonify({"accepted": len(events), "duplicates": len(events) - inserted}), 202

@@ -37,6 +37,14 @@ def records(partition: int, *values: bytes | None, start: int = 0) -> list[FakeR
 
 
 class TestPlanBatch:
+    def test_conflicting_repeat_is_rejected(self) -> None:
+        """The same id for another instant is a conflict (first kept); an exact repeat is not."""
+        plan = plan_batch({0: records(0, value("a"), value("a", 5), value("a"))}, 1024)
+        assert [e.occurred_at for e in plan.events] == [T0]
+        assert [r.error.code for r in plan.rejected] == [Reason.CONFLICTING_DUPLICATE]
+        assert (plan.duplicates, plan.rejected[0].record.offset) == (1, 1)
+        assert plan.sources["a"].offset == 0
+
     def test_dedupes_within_batch(self) -> None:
         """The same event three times in one batch is planned once, two duplicates counted."""
         plan = plan_batch({0: records(0, value("a"), value("a")), 1: records(1, value("a"))}, 1024)

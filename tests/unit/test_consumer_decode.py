@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -79,3 +80,33 @@ class TestDecodeValue:
     def test_not_an_object(self) -> None:
         """A JSON array is not an event."""
         assert reason(b"[1, 2]") is Reason.INVALID_EVENT
+
+
+class TestHostileValues:
+    def test_huge_integer_seconds(self) -> None:
+        """A 400-digit integer is out of range, not an OverflowError (finding 3 of issue 10)."""
+        assert reason(raw(watched_seconds=10**400), max_bytes=4096) is Reason.INVALID_EVENT
+
+    @pytest.mark.parametrize("seconds", [-1, 1e9 + 1, 1e308])
+    def test_seconds_out_of_range(self, seconds: float) -> None:
+        assert reason(raw(watched_seconds=seconds)) is Reason.INVALID_EVENT
+
+    def test_nan_spelled_is_not_json(self) -> None:
+        assert reason(raw().replace(b"3,", b"NaN,")) is Reason.NOT_JSON
+
+    def test_too_far_in_the_future(self) -> None:
+        """At most max_future seconds ahead of ``now``; any past instant is fine."""
+        now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        ahead = raw(occurred_at="2026-01-01T00:05:01Z")
+        with pytest.raises(InvalidRecord) as info:
+            decode_value(ahead, 1024, now=now, max_future=300)
+        assert "future" in info.value.detail
+        assert decode_value(raw(occurred_at="2026-01-01T00:05:00Z"), 1024, now=now, max_future=300)
+        assert decode_value(raw(occurred_at="0001-01-01T00:00:00Z"), 1024, now=now)
+
+    def test_year_one_east_of_utc_is_out_of_range(self) -> None:
+        """0001-01-01T00:00+05:00 is in year 0 in UTC: outside the contract, said so."""
+        assert reason(raw(occurred_at="0001-01-01T00:00:00+05:00")) is Reason.INVALID_EVENT
+
+    def test_deep_nesting(self) -> None:
+        assert reason(b"[" * 100_000 + b"]" * 100_000, max_bytes=1 << 20) is Reason.NOT_JSON
