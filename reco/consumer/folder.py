@@ -25,6 +25,7 @@ import anyio
 import anyio.abc
 import stamina
 
+from reco.db.classify import is_transient
 from reco.db.pool import Database
 from reco.engine import folding
 from reco.observability import metrics
@@ -71,8 +72,10 @@ class CooccurrenceFolder:
 
     async def _fold_retrying(self, part: int, parts: int) -> None:
         cfg = self.settings
+        # Transient errors only: the input (committed increments) is ours and validated,
+        # so anything else is a bug, and it stops the process rather than spin.
         async for attempt in stamina.retry_context(
-            on=Exception, attempts=None, timeout=None,
+            on=is_transient, attempts=None, timeout=None,
             wait_initial=cfg.cooccurrence_fold_interval, wait_max=cfg.kafka_retry_max,
         ):  # fmt: skip
             with attempt:

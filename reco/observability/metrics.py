@@ -103,6 +103,10 @@ outbox_backlog = _gauge("reco_outbox_backlog", "Unpublished outbox rows.")
 outbox_oldest_age = _gauge(
     "reco_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row."
 )
+outbox_rejected = _counter(
+    "reco_outbox_rejected_total",
+    "Outbox rows the broker refused for good (too large): set aside, never retried.",
+)
 outbox_publish_latency = _histogram(
     "reco_outbox_publish_latency_seconds", "From outbox commit to broker ack.", _LATENCY
 )

@@ -24,6 +24,8 @@ import attrs
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from reco.errors import RecordRejected
+from reco.kafka import errors as kafka_errors
 from reco.observability import metrics
 from reco.outbox.queries import PendingRow
 from reco.settings import Settings
@@ -31,6 +33,10 @@ from reco.settings import Settings
 # Per-partition batch size: large enough that a 1,000-row claim goes out in a
 # few produce requests (one request in flight per broker at a time).
 MAX_BATCH_BYTES = 512 * 1024
+# Kafka's default max.message.bytes (1048588) less room for the batch header: a larger
+# row would be refused by a default broker (and sent whole by send_batch, which skips the
+# client's max_request_size check), so it is refused here, before the batch it would spoil.
+MAX_RECORD_BYTES = 1_000_000
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
@@ -52,6 +58,7 @@ class BatchOutcome:
 
     acked: int
     error: str = ""
+    rejected: bool = False  # the broker (or the client) refused a record for good
 
 
 def headers(row: PendingRow) -> list[tuple[str, bytes]]:
@@ -80,12 +87,15 @@ class _Batches:
     batch_of: list[int] = attrs.field(factory=list)
 
     async def add(self, tp: tuple[str, int], row: PendingRow) -> None:
+        size = len(row.payload) + len(row.key) + sum(len(k) + len(v) for k, v in headers(row))
+        if size > MAX_RECORD_BYTES:
+            raise RecordRejected(f"MessageSizeTooLarge: outbox row {row.id} is {size} bytes")
         builder = self.open.get(tp) or self.open.setdefault(tp, self.producer.create_batch())
         if self._append(builder, row) is None:  # full: send it, start the next one
             await self.flush(tp)
             builder = self.open.setdefault(tp, self.producer.create_batch())
             if self._append(builder, row) is None:
-                raise ValueError(f"outbox row {row.id} does not fit in a record batch")
+                raise RecordRejected(f"outbox row {row.id} does not fit in a record batch")
         self.pending.setdefault(tp, []).append(len(self.batch_of))
         self.batch_of.append(-1)
 
@@ -131,8 +141,9 @@ async def send_batch(
                 await asyncio.shield(fut)  # the send future itself must not be cancelled
             fut.result()
             outcome.acked += 1
-    except Exception as exc:  # noqa: BLE001 - any failure: the rest is retried
+    except Exception as exc:  # noqa: BLE001 - any failure: the rest is retried or isolated
         outcome.error = repr(exc)
+        outcome.rejected = isinstance(kafka_errors.translate(exc), RecordRejected)
         return
     finally:
         _observe(rows[: outcome.acked], fetched_at)

@@ -103,6 +103,14 @@ async def mark_published(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
     )
 
 
+async def mark_rejected(conn: asyncpg.Connection, row_id: int, error: str) -> None:
+    """Set aside a row the broker refuses for good: stamped, with the broker's error."""
+    await conn.execute(
+        "UPDATE outbox SET published_at = clock_timestamp(), publish_error = $2 WHERE id = $1",
+        row_id, error,
+    )  # fmt: skip
+
+
 async def prune(conn: asyncpg.Connection, retention: float, limit: int) -> int:
     """Delete up to ``limit`` rows published more than ``retention`` seconds ago."""
     status = await conn.execute(

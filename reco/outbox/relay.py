@@ -37,6 +37,8 @@ import stamina
 from aiokafka import AIOKafkaProducer
 
 from reco.db.pool import Database, connect
+from reco.errors import BrokerUnavailable, TransientError
+from reco.kafka import errors as kafka_errors
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
@@ -51,8 +53,15 @@ LOCK_KEY = int.from_bytes(b"reco.rly", "big", signed=True)  # any fixed bigint w
 PRUNE_CHUNK = 10_000
 
 
-class PublishFailed(Exception):
+class PublishFailed(BrokerUnavailable):
     """A batch was not fully acknowledged; retry from the oldest unpublished row."""
+
+
+def _transient(exc: Exception) -> bool:
+    """Retry the publish loop on transient errors only (database errors arrive translated)."""
+    return isinstance(exc, TransientError) or isinstance(
+        kafka_errors.translate(exc), TransientError
+    )
 
 
 class LeadershipLost(Exception):
@@ -187,7 +196,7 @@ class OutboxRelay:
         try:
             with anyio.CancelScope() as self._publish_scope:
                 async for attempt in stamina.retry_context(
-                    on=Exception, attempts=None, timeout=None,
+                    on=_transient, attempts=None, timeout=None,
                     wait_initial=cfg.kafka_retry_initial, wait_max=cfg.kafka_retry_max,
                 ):  # fmt: skip
                     with attempt:
@@ -247,11 +256,39 @@ class OutboxRelay:
             await self._mark([row.id for row in rows[: outcome.acked]])
         if outcome.acked < len(rows):
             metrics.outbox_errors.inc({"stage": "publish"})
+            if outcome.rejected:
+                await self._isolate(producer, rows[outcome.acked])
+                return  # the rows behind it are claimed again, in order
             log.warning(
                 "publish incomplete; retrying from the oldest unpublished row",
                 acked=outcome.acked, batch=len(rows), error=outcome.error,
             )  # fmt: skip
             raise PublishFailed(outcome.error)
+
+    async def _isolate(self, producer: AIOKafkaProducer, row: queries.PendingRow) -> None:
+        """A batch was refused for good at ``row``: publish it alone; refused alone, set it aside.
+
+        A permanent refusal is never retried: the row is stamped with the broker's
+        error (``outbox.publish_error``), counted and logged, and the rows behind
+        it move on. Anything else is retried from the oldest unpublished row.
+        """
+        alone = BatchOutcome(acked=0)
+        with anyio.move_on_after(self.settings.relay_publish_timeout):
+            await send_batch(producer, [row], alone)
+        if alone.acked:
+            await self._mark([row.id])
+            return
+        if not alone.rejected:
+            raise PublishFailed(alone.error)
+        with (
+            anyio.CancelScope(shield=True),
+            anyio.fail_after(self.settings.db_statement_timeout + 1),
+        ):
+            async with self.database.connection() as conn:
+                await queries.mark_rejected(conn, row.id, alone.error[:500])
+        metrics.outbox_rejected.inc({"topic": row.topic})
+        log.error("outbox row refused by the broker; set aside", row=row.id,
+                  event_id=row.event_id, topic=row.topic, error=alone.error)  # fmt: skip
 
     async def _mark(self, ids: list[int]) -> None:
         cfg = self.settings

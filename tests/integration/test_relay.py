@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 from reco.devstack.broker import EmbeddedBroker
+from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
 from reco.outbox.relay import LOCK_KEY, OutboxRelay
@@ -252,3 +253,30 @@ async def _listening(settings: Settings) -> bool:
 async def _check_failing(readiness: Readiness) -> bool:
     check = readiness.get("outbox")
     return check is not None and not check.ok
+
+
+class TestRefusedRows:
+    async def test_a_row_the_broker_refuses_is_set_aside(
+        self, settings: Settings, broker: EmbeddedBroker, topics: Topics
+    ) -> None:
+        """A row over the producer's request limit is never retried: set aside with the
+        broker's error, counted, and the rows behind it (same key) are published in order."""
+        cfg = relay_settings(settings, broker.bootstrap)
+        big = '{"pad": "' + "x" * (2 * 1024 * 1024) + '"}'  # > max_request_size (1 MiB)
+        rows = [
+            queries.NewRow(topics.impressions, "k", "before", "test", "{}"),
+            queries.NewRow(topics.impressions, "k", "huge", "test", big),
+            queries.NewRow(topics.impressions, "k", "after", "test", "{}"),
+        ]
+        before = metrics.outbox_rejected.values.get({"topic": topics.impressions}, 0)
+        async with running_database(cfg) as db, anyio.create_task_group() as tg:
+            relay = await _start(tg, OutboxRelay(cfg, db, Readiness()))
+            await enqueue(cfg, rows)
+            await wait_for(lambda: _none_left(cfg))
+            relay.stop_nowait()
+        messages = await read_topic(broker.bootstrap, topics.impressions, 2)
+        assert [m[1] for m in messages] == ["before", "after"]
+        async with dedicated(cfg) as conn:
+            error = await conn.fetchval("SELECT publish_error FROM outbox WHERE event_id = 'huge'")
+        assert "MessageSizeTooLarge" in error
+        assert metrics.outbox_rejected.values.get({"topic": topics.impressions}, 0) == before + 1
