@@ -172,8 +172,15 @@ class OutboxRelay:
     async def _listen(self) -> asyncpg.Connection | None:
         try:
             conn = await connect(self.settings, "reco-relay-listen")
-            await conn.add_listener(queries.NOTIFY_CHANNEL, self._on_notify)
         except Exception as exc:  # noqa: BLE001 - polling still works
+            log.warning("cannot LISTEN; polling only", error=repr(exc))
+            return None
+        try:
+            await conn.add_listener(queries.NOTIFY_CHANNEL, self._on_notify)
+        except BaseException as exc:  # cancelled (leadership lost) or failed: never leak it
+            await _close(conn, self.settings)
+            if not isinstance(exc, Exception):
+                raise
             log.warning("cannot LISTEN; polling only", error=repr(exc))
             return None
         return conn
