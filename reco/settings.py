@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +42,39 @@ def _secret() -> dict[str, bool]:
     return {"secret": True}
 
 
+REDACTED = "***"
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", re.IGNORECASE)
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with its password replaced by ``***``, fit for a log line or an error.
+
+    Handles the URL form (``user:password@`` userinfo, several hosts, and a
+    ``password=`` query parameter) and the libpq keyword form
+    (``host=... password=...``, quoted or not). Everything else is kept as
+    written. When in doubt (an unencoded ``@``, ``/`` or ``?`` in the
+    password) it redacts more, never less: everything up to the last ``@`` is
+    userinfo.
+    """
+    if "://" not in dsn:
+        return _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + REDACTED, dsn)
+    scheme, _, rest = dsn.partition("://")
+    userinfo, at, rest = rest.rpartition("@")
+    if ":" in userinfo:
+        userinfo = f"{userinfo.partition(':')[0]}:{REDACTED}"
+    rest = _QUERY_PASSWORD.sub(lambda m: m.group(1) + REDACTED, rest)
+    return f"{scheme}://{userinfo}{at}{rest}"
+
+
+def _redacted_dsn(value: str) -> str:
+    return repr(redact_dsn(value))
+
+
+def _redacted_tokens(value: tuple[str, ...]) -> str:
+    return repr((REDACTED,) * len(value))
+
+
 @attrs.frozen
 class Settings:
     """Every knob of the service. Durations are seconds (floats)."""
@@ -50,7 +84,7 @@ class Settings:
 
     # --- HTTP ---------------------------------------------------------------
     http_bind: str = "127.0.0.1:8080"
-    api_tokens: tuple[str, ...] = attrs.field(default=(), metadata=_secret())
+    api_tokens: tuple[str, ...] = attrs.field(default=(), metadata=_secret(), repr=_redacted_tokens)
     max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
     http_keep_alive_timeout: float = attrs.field(default=5.0, validator=_positive)
 
@@ -59,7 +93,7 @@ class Settings:
     shutdown_timeout: float = attrs.field(default=20.0, validator=_positive)
 
     # --- PostgreSQL ---------------------------------------------------------
-    database_url: str = attrs.field(default="", metadata=_secret())
+    database_url: str = attrs.field(default="", metadata=_secret(), repr=_redacted_dsn)
     db_pool_min_size: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     db_pool_max_size: int = attrs.field(default=10, validator=_positive)
     db_connect_timeout: float = attrs.field(default=5.0, validator=_positive)
