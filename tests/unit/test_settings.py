@@ -79,6 +79,12 @@ class TestProblems:
             "RECO_DB_POOL_MIN_SIZE", "RECO_HTTP_BIND", "RECO_LOG_LEVEL",
         ]  # fmt: skip
 
+    def test_relay_failover_must_outlast_the_leaders_step_down(self) -> None:
+        """A failover shorter than ping + ping timeout + stop timeout could mean two leaders."""
+        problems = problems_of({"RECO_RELAY_FAILOVER_TIMEOUT": "6", "RECO_RELAY_STOP_TIMEOUT": "5"})
+        assert problems[0].startswith("RECO_RELAY_FAILOVER_TIMEOUT: must exceed")
+        assert load_settings({"RECO_RELAY_FAILOVER_TIMEOUT": "7.5"}).relay_failover_timeout == 7.5
+
     def test_unknown_reco_variable_is_a_typo(self) -> None:
         """An unknown RECO_ variable (or _FILE of a non-secret) is reported, not ignored."""
         problems = problems_of({"RECO_SHUTDOWN_TIMEOTU": "5", "RECO_LOG_LEVEL_FILE": "/x"})
