@@ -15,7 +15,7 @@ import attrs
 
 from reco.errors import ConfigError, MigrationError, StartupError
 from reco.observability.logs import configure_logging, get_logger
-from reco.settings import Settings, load_settings
+from reco.settings import Settings, load_settings, redact_dsn
 
 log = get_logger("reco.cli")
 
@@ -122,7 +122,7 @@ def _dev(settings: Settings, data_dir: Path | None) -> int:
             )  # fmt: skip
             anyio.run(create_topics, settings, backend="asyncio")
             log.info(
-                "embedded stack up", database_url=settings.database_url,
+                "embedded stack up", database_url=redact_dsn(settings.database_url),
                 kafka_bootstrap=settings.kafka_bootstrap, http=f"http://{settings.http_bind}",
                 postgres_pid=postgres.pid, broker_pid=broker.pid,
             )  # fmt: skip

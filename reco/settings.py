@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +42,39 @@ def _secret() -> dict[str, bool]:
     return {"secret": True}
 
 
+REDACTED = "***"
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", re.IGNORECASE)
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with its password replaced by ``***``, fit for a log line or an error.
+
+    Handles the URL form (``user:password@`` userinfo, several hosts, and a
+    ``password=`` query parameter) and the libpq keyword form
+    (``host=... password=...``, quoted or not). Everything else is kept as
+    written. When in doubt (an unencoded ``@``, ``/`` or ``?`` in the
+    password) it redacts more, never less: everything up to the last ``@`` is
+    userinfo.
+    """
+    if "://" not in dsn:
+        return _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + REDACTED, dsn)
+    scheme, _, rest = dsn.partition("://")
+    userinfo, at, rest = rest.rpartition("@")
+    if ":" in userinfo:
+        userinfo = f"{userinfo.partition(':')[0]}:{REDACTED}"
+    rest = _QUERY_PASSWORD.sub(lambda m: m.group(1) + REDACTED, rest)
+    return f"{scheme}://{userinfo}{at}{rest}"
+
+
+def _redacted_dsn(value: str) -> str:
+    return repr(redact_dsn(value))
+
+
+def _redacted_tokens(value: tuple[str, ...]) -> str:
+    return repr((REDACTED,) * len(value))
+
+
 @attrs.frozen
 class Settings:
     """Every knob of the service. Durations are seconds (floats)."""
@@ -50,7 +84,7 @@ class Settings:
 
     # --- HTTP ---------------------------------------------------------------
     http_bind: str = "127.0.0.1:8080"
-    api_tokens: tuple[str, ...] = attrs.field(default=(), metadata=_secret())
+    api_tokens: tuple[str, ...] = attrs.field(default=(), metadata=_secret(), repr=_redacted_tokens)
     max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
     http_keep_alive_timeout: float = attrs.field(default=5.0, validator=_positive)
 
@@ -59,7 +93,7 @@ class Settings:
     shutdown_timeout: float = attrs.field(default=20.0, validator=_positive)
 
     # --- PostgreSQL ---------------------------------------------------------
-    database_url: str = attrs.field(default="", metadata=_secret())
+    database_url: str = attrs.field(default="", metadata=_secret(), repr=_redacted_dsn)
     db_pool_min_size: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     db_pool_max_size: int = attrs.field(default=10, validator=_positive)
     db_connect_timeout: float = attrs.field(default=5.0, validator=_positive)
@@ -72,6 +106,11 @@ class Settings:
     db_retry_max: float = attrs.field(default=2.0, validator=_positive)
     db_health_interval: float = attrs.field(default=2.0, validator=_positive)
     db_health_timeout: float = attrs.field(default=1.0, validator=_positive)
+    # TCP keepalives on every PostgreSQL connection, both ends: a peer silent for
+    # idle + interval * count (25 s) is dead, so the server releases a lost leader's lock.
+    db_tcp_keepalives_idle: float = attrs.field(default=10.0, validator=_positive)
+    db_tcp_keepalives_interval: float = attrs.field(default=5.0, validator=_positive)
+    db_tcp_keepalives_count: int = attrs.field(default=3, validator=_positive)
     migrate_on_start: bool | None = None  # None: on in development/test, off in production
     migrations_dir: str = ""  # empty: the sql/ shipped with reco
 
@@ -123,6 +162,9 @@ class Settings:
     relay_publish_timeout: float = attrs.field(default=10.0, validator=_positive)
     relay_leader_retry: float = attrs.field(default=1.0, validator=_positive)
     relay_stop_timeout: float = attrs.field(default=5.0, validator=_positive)
+    # the server ends a relay lock session silent this long (idle_session_timeout): a
+    # standby leads within this + relay_leader_retry after the leader's link drops
+    relay_failover_timeout: float = attrs.field(default=15.0, validator=_positive)
     outbox_retention: float = attrs.field(default=7 * 24 * 3600.0, validator=_positive)
     outbox_prune_interval: float = attrs.field(default=600.0, validator=_positive)
     outbox_max_age: float = attrs.field(default=60.0, validator=_positive)
@@ -137,6 +179,18 @@ class Settings:
         if self.migrate_on_start is not None:
             return self.migrate_on_start
         return self.app_env is not AppEnv.PRODUCTION
+
+    @property
+    def db_tcp_dead_after(self) -> float:
+        """A peer whose keepalives go unanswered this long is dead (``tcp_user_timeout`` too)."""
+        return self.db_tcp_keepalives_idle + self.db_tcp_keepalives_interval * (
+            self.db_tcp_keepalives_count
+        )
+
+    @property
+    def relay_step_down_bound(self) -> float:
+        """How long after its last good ping a leader may still send: detect, then flush."""
+        return self.relay_leader_retry + self.db_health_timeout + self.relay_stop_timeout
 
     @property
     def http_host_port(self) -> tuple[str, int]:
@@ -252,6 +306,12 @@ def _check(settings: Settings) -> list[str]:
         settings.http_host_port  # noqa: B018 - parsing is the check
     except ValueError:
         problems.append(f"RECO_HTTP_BIND: expected HOST:PORT, got {settings.http_bind!r}")
+    if settings.relay_failover_timeout <= settings.relay_step_down_bound:
+        problems.append(
+            "RECO_RELAY_FAILOVER_TIMEOUT: must exceed RECO_RELAY_LEADER_RETRY + "
+            f"RECO_DB_HEALTH_TIMEOUT + RECO_RELAY_STOP_TIMEOUT ({settings.relay_step_down_bound:g} s), "
+            "or a standby could publish while the old leader still does"
+        )
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         problems.append(f"RECO_LOG_LEVEL: unknown level {settings.log_level!r}")
     if settings.app_env is AppEnv.PRODUCTION:

@@ -8,8 +8,9 @@ loopback ports, then injects one fault at a time and checks what an orchestrator
   must turn 503 and /healthz stay 200 (no restart for a dependency outage); after SIGCONT,
   /readyz must be 200 again.
 - ``broker-killed``: SIGKILL the broker, keep it down ``--pause`` seconds (at least 8), start it again
-  on the same port. The process must stay alive with /healthz 200 and be ready again after.
-  /readyz must turn 503 meanwhile (the consumer cannot reach the broker).
+  on the same port. The process must stay alive with /healthz 200 and /readyz 200 throughout
+  (a broker outage degrades, it does not take the instance out of the Service), while
+  /readyz?strict=1 turns 503 (the consumer cannot reach the broker); strictly ready again after.
 - ``relay-leader-killed``: with a second instance running, SIGKILL the one whose
   ``reco_outbox_leader`` is 1; the survivor must take the lead. Skipped while reco has no
   relay (no ``reco_outbox_leader`` series).
@@ -186,14 +187,16 @@ def broker_killed(reco: Instance, broker: EmbeddedBroker, pause: float, wait: fl
     # The consumer's broker probe fails after RECO_KAFKA_REQUEST_TIMEOUT: outlast it.
     ends = time.monotonic() + max(pause, BROKER_OUTAGE)
     while time.monotonic() < ends:
-        flipped |= reco.status("/readyz") == 503
+        if reco.status("/readyz") != 200:
+            raise Failed("/readyz left 200 while only the broker was down")
+        flipped |= reco.status("/readyz?strict=1") == 503
         _hold(reco, POLL)
     broker.start()
-    up = wait_until("/readyz 200 after the broker restart",
-                    lambda: reco.status("/readyz") == 200, wait)  # fmt: skip
+    up = wait_until("/readyz?strict=1 200 after the broker restart",
+                    lambda: reco.status("/readyz?strict=1") == 200, wait)  # fmt: skip
     if not flipped:
-        raise Failed("/readyz stayed 200 while the broker was down")
-    return f"/readyz turned 503 while down; ready {up:.1f} s after restart"
+        raise Failed("/readyz?strict=1 stayed 200 while the broker was down")
+    return f"/readyz stayed 200, strict 503 while down; strict 200 {up:.1f} s after restart"
 
 
 def _hold(reco: Instance, seconds: float) -> None:

@@ -78,8 +78,13 @@ GOLDEN = [
           [(f"reco_http_requests_in_flight{{{SEL}}}", "{{instance}}")]),
     panel("Responses by status", "reqps",
           [(rate("reco_http_requests_total", NO_PROBES, "status"), "{{status}}")]),
-    panel("Readiness checks (1 ok, 0 failing)", "short",
-          [(f"reco_api_check_status{{{SEL}}}", "{{instance}} {{check}}")]),
+    panel("Ready instances (/readyz 200)", "short",
+          [(f"sum(reco_api_ready{{{SEL}}})", "ready")],
+          "Instances that can serve traffic (alerts: RecoNotReady, RecoNoReadyInstance)."),
+    panel("Readiness checks (1 ok, 0 failing or degraded)", "short",
+          [(f"reco_api_check_status{{{SEL}}}", "{{instance}} {{check}}")],
+          "Only database gates /readyz; others degrade (alerts: RecoDegraded, "
+          "RecoComponentDownEverywhere)."),
 ]  # fmt: skip
 
 CONSUMER = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify, request
 
+from reco.api import validation
 from reco.api.state import state
 from reco.observability.metrics import render_metrics
 
@@ -16,10 +17,21 @@ async def healthz() -> Response:
     return Response(b'{"status":"ok"}', content_type="application/json")
 
 
+READYZ_PARAMS = frozenset({"strict"})
+
+
 @blueprint.get("/readyz")
 async def readyz() -> tuple[Response, int]:
+    """200 when this instance can serve traffic (``ready`` or ``degraded``), else 503.
+
+    ``?strict=1``: 200 only when every check is ok (the conjunction, for operators).
+    The body is the same either way.
+    """
+    validation.known_params(request.args.keys(), READYZ_PARAMS)
+    strict = validation.flag(request.args.get("strict"), "strict")
     readiness = state().readiness
-    return jsonify(readiness.snapshot()), (200 if readiness.ready else 503)
+    ok = readiness.strict_ready if strict else readiness.ready
+    return jsonify(readiness.snapshot()), (200 if ok else 503)
 
 
 @blueprint.get("/metrics")

@@ -142,9 +142,17 @@ def _read_schemas() -> dict[str, Schema]:
 
 def _ops_schemas() -> dict[str, Schema]:
     check = {
-        "type": "object", "properties": {"status": {"enum": ["ok", "failing"]},
-                                         "detail": {"type": "string"}},
-        "required": ["status"],
+        "type": "object",
+        "description": "One check, with the data its component reports (backlog, lag, ...).",
+        "properties": {
+            "status": {"enum": ["ok", "degraded", "failing"],
+                       "description": "`failing`: a critical check fails (not ready); "
+                                      "`degraded`: another check fails (still ready)."},
+            "critical": {"type": "boolean",
+                         "description": "Whether /readyz (not strict) needs this check."},
+            "detail": {"type": "string"},
+        },
+        "required": ["status", "critical"],
     }  # fmt: skip
     event = {
         "type": "object", "description": "One watch event; unknown fields are ignored.",
@@ -164,7 +172,11 @@ def _ops_schemas() -> dict[str, Schema]:
             "type": "object",
             "required": ["status", "checks"],
             "properties": {
-                "status": {"enum": ["ready", "not ready"]},
+                "status": {
+                    "enum": ["ready", "degraded", "not ready"],
+                    "description": "`degraded`: every critical check passes, another "
+                    "fails (200 unless strict).",
+                },
                 "checks": {"type": "object", "additionalProperties": check},
             },
         },
@@ -229,6 +241,12 @@ LIMIT = _param(
     {"type": "integer", "minimum": 1, "maximum": 100, "default": validation.DEFAULT_LIMIT},
     "How many items at most.",
 )
+STRICT = _param(
+    "strict",
+    "query",
+    {"type": "string", "enum": list(validation.FLAG_VALUES), "default": "0"},
+    "1 or true: answer 200 only when every check passes (the old conjunction).",
+)
 GENRE = _param(
     "genre",
     "query",
@@ -271,10 +289,15 @@ def _ops_paths() -> dict[str, Any]:
             "operationId": "healthz", "tags": ["operations"],
             "responses": {"200": ok("Alive.", "Health")}}},
         "/readyz": {"get": {
-            "summary": "Readiness: every check passes and the process is not shutting down.",
-            "operationId": "readyz", "tags": ["operations"],
-            "responses": {"200": ok("Ready.", "Readiness"),
-                          "503": {"description": "Not ready.",
+            "summary": "Readiness: this instance can serve HTTP traffic.",
+            "description": "200 when the critical checks (the database) pass and the process "
+                           "is not shutting down, even when other checks (consumer, outbox) "
+                           "fail: the status is then `degraded`. With `strict=1`, 200 only when "
+                           "every check passes. The body is the same either way.",
+            "operationId": "readyz", "tags": ["operations"], "parameters": [STRICT],
+            "responses": {"200": ok("Ready or degraded (strict: ready).", "Readiness"),
+                          "400": _errors(400)["400"],
+                          "503": {"description": "Not ready (strict: not ready or degraded).",
                                   "content": _content(JSON, ref("Readiness"))}}}},
         "/metrics": {"get": {
             "summary": "Prometheus metrics in the text exposition format.",

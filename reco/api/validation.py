@@ -59,6 +59,18 @@ def limit(raw: str | None, *, default: int = DEFAULT_LIMIT, maximum: int = MAX_L
     return value
 
 
+FLAG_VALUES = {"1": True, "true": True, "0": False, "false": False}
+
+
+def flag(raw: str | None, name: str) -> bool:
+    """A boolean query parameter (``strict=1``): ``1``/``true`` or ``0``/``false``; absent: false."""
+    if raw is None:
+        return False
+    if raw not in FLAG_VALUES:
+        raise Problem(400, f"{name}: expected one of 1, true, 0, false; got {raw[:20]!r}")
+    return FLAG_VALUES[raw]
+
+
 def known_params(names: Iterable[str], allowed: frozenset[str]) -> None:
     """Reject query parameters the endpoint does not know (a typo must not pass silently)."""
     unknown = sorted(set(names) - allowed)

@@ -7,6 +7,16 @@ a timeout (a hung server must not leak pool slots). Start-up waits for the
 server with backoff up to a deadline; a health loop keeps the ``database``
 readiness check true to what the server does now.
 
+TCP keepalives on every connection, at both ends (``db_tcp_keepalives_*``): the
+server's through ``server_settings`` (``tcp_keepalives_*``, ``tcp_user_timeout``),
+ours as socket options set once connected (asyncpg has no parameter for them:
+MagicStack/asyncpg#606). A peer whose network silently drops is then dead after
+``db_tcp_dead_after`` (25 s) instead of the kernel's two hours, on the server
+(which releases the session's advisory locks) and here (asyncpg sees the
+connection lost). They cannot see a peer whose kernel still answers (a hung
+process, a userspace proxy that stops forwarding): that is what the timeouts
+and the relay's lock pings are for.
+
 Release skips asyncpg's reset query (``pg_advisory_unlock_all(); CLOSE ALL;
 UNLISTEN *; RESET ALL``), a second round trip on every request, when the
 block that used the connection exited cleanly outside a transaction: pooled
@@ -19,6 +29,8 @@ exception, an open transaction, a connection not acquired through
 
 from __future__ import annotations
 
+import math
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,6 +59,10 @@ def _ms(seconds: float) -> str:
     return str(int(seconds * 1000))
 
 
+def _s(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
 def server_settings(settings: Settings, application_name: str = "reco") -> dict[str, str]:
     """Session settings sent at connect time, so a connection reset keeps them."""
     return {
@@ -54,23 +70,53 @@ def server_settings(settings: Settings, application_name: str = "reco") -> dict[
         "statement_timeout": _ms(settings.db_statement_timeout),
         "lock_timeout": _ms(settings.db_lock_timeout),
         "idle_in_transaction_session_timeout": _ms(settings.db_idle_in_transaction_timeout),
+        "tcp_keepalives_idle": _s(settings.db_tcp_keepalives_idle),
+        "tcp_keepalives_interval": _s(settings.db_tcp_keepalives_interval),
+        "tcp_keepalives_count": str(settings.db_tcp_keepalives_count),
+        "tcp_user_timeout": _ms(settings.db_tcp_dead_after),
     }
 
 
+def keep_alive(conn: asyncpg.Connection, settings: Settings) -> None:
+    """Our end's TCP keepalives and user timeout, as the server's (no-op on a Unix socket)."""
+    # asyncpg exposes no socket options (MagicStack/asyncpg#606); its transport is the
+    # way (private: should it go, this is a no-op and the server's keepalives remain).
+    transport: Any = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    options = {
+        "TCP_KEEPIDLE": math.ceil(settings.db_tcp_keepalives_idle),
+        "TCP_KEEPINTVL": math.ceil(settings.db_tcp_keepalives_interval),
+        "TCP_KEEPCNT": settings.db_tcp_keepalives_count,
+        "TCP_USER_TIMEOUT": int(settings.db_tcp_dead_after * 1000),
+    }
+    for name, value in options.items():
+        if hasattr(socket, name):  # Linux has all four; others some
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 async def connect(
-    settings: Settings, application_name: str = "reco", *, database: str | None = None
+    settings: Settings,
+    application_name: str = "reco",
+    *,
+    database: str | None = None,
+    extra_settings: dict[str, str] | None = None,
 ) -> asyncpg.Connection:
     """A dedicated connection (advisory locks, LISTEN), with the pool's timeouts.
 
-    ``database`` overrides the one named in the URL (same server and credentials).
+    ``database`` overrides the one named in the URL (same server and credentials);
+    ``extra_settings`` adds session settings (the relay lock's ``idle_session_timeout``).
     """
     conn: asyncpg.Connection = await asyncpg.connect(
         settings.database_url,
         database=database,
         timeout=settings.db_connect_timeout,
         command_timeout=settings.db_statement_timeout + 1,
-        server_settings=server_settings(settings, application_name),
+        server_settings={**server_settings(settings, application_name), **(extra_settings or {})},
     )
+    keep_alive(conn, settings)
     return conn
 
 
@@ -114,6 +160,7 @@ class Database:
                     timeout=cfg.db_connect_timeout,
                     command_timeout=cfg.db_statement_timeout + 1,
                     server_settings=server_settings(cfg),
+                    init=self._init,
                     reset=self._reset,
                 )
         self.readiness.set(CHECK, True)
@@ -210,6 +257,10 @@ class Database:
                     conn.terminate()
                 await pool.release(conn, timeout=self.settings.db_acquire_timeout)
             self._update_pool_gauges()
+
+    async def _init(self, conn: asyncpg.Connection) -> None:
+        """The pool's hook for each new connection: TCP keepalives on our end."""
+        keep_alive(conn, self.settings)
 
     async def _reset(self, conn: asyncpg.Connection) -> None:
         """The pool's reset hook (after asyncpg's own rollback of an open transaction).

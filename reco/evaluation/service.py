@@ -57,7 +57,8 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def _wait_ready(process: subprocess.Popen[bytes], base_url: str, deadline: float) -> None:
-    """Poll ``/readyz`` until 200; raise when the process exits or the deadline passes."""
+    """Poll ``/readyz?strict=1`` until 200 (every check, the consumer's too: the
+    evaluation feeds it); raise when the process exits or the deadline passes."""
     client = Client(base_url, timeout=2.0)
     until = time.monotonic() + deadline
     try:
@@ -65,7 +66,7 @@ def _wait_ready(process: subprocess.Popen[bytes], base_url: str, deadline: float
             if process.poll() is not None:
                 raise ServiceFailed(f"the service exited with status {process.returncode}")
             try:
-                if client.request_once("GET", "/readyz")[0] == 200:
+                if client.request_once("GET", "/readyz?strict=1")[0] == 200:
                     return
             except OSError:
                 pass  # not listening yet

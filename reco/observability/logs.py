@@ -4,6 +4,11 @@ Everything (our code and the stdlib loggers of hypercorn, aiokafka, asyncpg)
 goes to stdout as one JSON object per line, with ``timestamp``, ``level``,
 ``logger`` and ``event``, plus whatever is bound in the current context
 (``request_id``, ``correlation_id``, ``component`` ...).
+
+Tracebacks are rendered as dicts **without frame locals**: structlog's
+default ``dict_tracebacks`` shows them, and asyncpg's connect frames hold the
+DSN and the password (``ConnectionParameters``, ``dsn``, ``password``). A
+traceback keeps file, line, function and the exception's message.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
@@ -21,6 +27,9 @@ _SHARED: list[Any] = [
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.processors.StackInfoRenderer(),
 ]
+
+# Never show_locals: frame locals hold secrets (the DSN in asyncpg's connect frames).
+_TRACEBACKS = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
 
 
 def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
@@ -38,7 +47,7 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
         foreign_pre_chain=_SHARED,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.dict_tracebacks,
+            _TRACEBACKS,
             structlog.processors.JSONRenderer(),
         ],
     )

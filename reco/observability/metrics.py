@@ -37,7 +37,11 @@ http_requests = _counter("reco_http_requests_total", "HTTP requests answered.")
 http_duration = _histogram("reco_http_request_duration_seconds", "HTTP request duration.")
 http_in_flight = _gauge("reco_http_requests_in_flight", "HTTP requests being handled now.")
 check_status = _gauge(
-    "reco_api_check_status", "Readiness checks: 1 healthy, 0 failing, one series per check."
+    "reco_api_check_status",
+    "Readiness checks: 1 healthy, 0 failing (critical) or degraded, one series per check.",
+)
+api_ready = _gauge(
+    "reco_api_ready", "1 when /readyz answers 200 (critical checks ok, not shutting down), else 0."
 )
 
 # --- PostgreSQL ---------------------------------------------------------------

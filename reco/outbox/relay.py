@@ -4,9 +4,20 @@ Leadership: every instance runs a relay, exactly one publishes. It holds the
 session advisory lock ``LOCK_KEY`` on a dedicated (never pooled) connection;
 a standby retries ``pg_try_advisory_lock`` every ``relay_leader_retry``.
 When the leader's connection dies the server releases the lock and a
-standby takes over. The leader checks its lock connection every
-``relay_leader_retry`` (and at once when asyncpg reports it closed) and stops
-publishing when it is gone.
+standby takes over. The leader pings its lock connection every
+``relay_leader_retry`` within ``db_health_timeout`` (and reacts at once when
+asyncpg reports it closed); when a ping fails it stops publishing and drops
+the connection.
+
+A leader whose network silently drops (no FIN, no RST) cannot release the
+lock itself. The server ends the lock session after ``relay_failover_timeout``
+without a query (``idle_session_timeout`` on that connection only: the pings
+keep a live leader's session busy), which releases the lock; TCP keepalives
+(reco.db.pool) do the same for a dead peer host within ``db_tcp_dead_after``.
+The old leader has stopped sending by then: settings insist that
+``relay_failover_timeout`` exceeds ping interval + ping timeout +
+``relay_stop_timeout`` (the last sends' flush), so two relays do not publish at
+once; a standby leads within ``relay_failover_timeout + relay_leader_retry``.
 
 Loop (leader): claim up to ``relay_batch_max`` rows below the snapshot xmin
 in id order, send them, mark the acknowledged prefix published. Any failure
@@ -117,7 +128,8 @@ class OutboxRelay:
                 await self._stop.wait()
 
     async def _stand_by_then_lead(self) -> None:
-        conn = await connect(self.settings, "reco-relay-lock")
+        silence = {"idle_session_timeout": str(int(self.settings.relay_failover_timeout * 1000))}
+        conn = await connect(self.settings, "reco-relay-lock", extra_settings=silence)
         try:
             while not await queries.try_lock(conn, LOCK_KEY):
                 with anyio.move_on_after(self.settings.relay_leader_retry):
@@ -154,6 +166,8 @@ class OutboxRelay:
                     await lock_conn.fetchval("SELECT 1")
             except Exception as exc:
                 log.warning("relay lock connection lost; stepping down", error=repr(exc))
+                self._set_leader(False)  # now: the publish loop is cancelled, claims nothing more
+                lock_conn.terminate()  # its state is unknown; never wait on it again
                 raise LeadershipLost from exc
 
     async def _keep_listening(self) -> None:

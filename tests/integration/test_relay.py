@@ -167,7 +167,7 @@ class TestBrokerDown:
                 assert state["leader"] is True
                 await anyio.to_thread.run_sync(down.start)
                 await wait_for(lambda: _none_left(cfg), deadline=30)
-                await wait_for(lambda: _true(readiness.ready))
+                await wait_for(lambda: _true(readiness.strict_ready))
                 relay.stop_nowait()
             messages = await read_topic(down.bootstrap, topics.impressions, 50)
             assert {m[1] for m in messages} == {r.event_id for r in rows}

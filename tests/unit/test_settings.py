@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reco.errors import ConfigError
-from reco.settings import AppEnv, BackgroundMode, Settings, load_settings
+from reco.settings import AppEnv, BackgroundMode, Settings, load_settings, redact_dsn
 
 STRONG_TOKEN = "k3Jx9QmZ2rT7vLp0WbN4yHs8dFc6gAeU"  # 32 characters, no placeholder word
 STRONG_URL = "postgresql://reco:Vx8s2LqP9zR4tYw1@db.internal:5432/reco"
@@ -79,6 +79,12 @@ class TestProblems:
             "RECO_DB_POOL_MIN_SIZE", "RECO_HTTP_BIND", "RECO_LOG_LEVEL",
         ]  # fmt: skip
 
+    def test_relay_failover_must_outlast_the_leaders_step_down(self) -> None:
+        """A failover shorter than ping + ping timeout + stop timeout could mean two leaders."""
+        problems = problems_of({"RECO_RELAY_FAILOVER_TIMEOUT": "6", "RECO_RELAY_STOP_TIMEOUT": "5"})
+        assert problems[0].startswith("RECO_RELAY_FAILOVER_TIMEOUT: must exceed")
+        assert load_settings({"RECO_RELAY_FAILOVER_TIMEOUT": "7.5"}).relay_failover_timeout == 7.5
+
     def test_unknown_reco_variable_is_a_typo(self) -> None:
         """An unknown RECO_ variable (or _FILE of a non-secret) is reported, not ignored."""
         problems = problems_of({"RECO_SHUTDOWN_TIMEOTU": "5", "RECO_LOG_LEVEL_FILE": "/x"})
@@ -133,6 +139,37 @@ class TestProduction:
             {"RECO_API_TOKENS": "dev", "RECO_DATABASE_URL": "postgresql://x@y/z"}
         )
         assert settings.api_tokens == ("dev",)
+
+
+class TestRedaction:
+    @pytest.mark.parametrize(
+        ("dsn", "redacted"),
+        [
+            ("postgresql://reco:S3cr%40t@db:5432/reco", "postgresql://reco:***@db:5432/reco"),
+            ("postgresql://reco:S3cret@db1:5432,db2:5433/reco?sslmode=require",
+             "postgresql://reco:***@db1:5432,db2:5433/reco?sslmode=require"),
+            ("postgres://reco@db/reco?sslmode=disable&password=S3cret&application_name=x",
+             "postgres://reco@db/reco?sslmode=disable&password=***&application_name=x"),
+            ("postgresql://reco:S3c/r@t@db/reco", "postgresql://reco:***@db/reco"),
+            ("postgresql:///reco?host=/run/pg&PASSWORD=S3cret", "postgresql:///reco?host=/run/pg&PASSWORD=***"),
+            ("host=db user=reco password=S3cret dbname=reco",
+             "host=db user=reco password=*** dbname=reco"),
+            ("host=db password = 'S3 c\\'ret' dbname=reco", "host=db password = *** dbname=reco"),
+            ("postgresql://reco@db/reco", "postgresql://reco@db/reco"),
+            ("", ""),
+        ],
+    )  # fmt: skip
+    def test_redact_dsn_hides_the_password_only(self, dsn: str, redacted: str) -> None:
+        """The password (userinfo, query parameter or keyword) is ***; the rest is kept."""
+        assert redact_dsn(dsn) == redacted
+
+    def test_repr_of_settings_shows_no_secret(self) -> None:
+        """A logged or printed Settings object carries neither the password nor a token."""
+        settings = Settings(database_url=STRONG_URL, api_tokens=(STRONG_TOKEN,))
+        text = repr(settings)
+        assert "Vx8s2LqP9zR4tYw1" not in text
+        assert STRONG_TOKEN not in text
+        assert "postgresql://reco:***@db.internal:5432/reco" in text
 
 
 class TestSecretFiles:
