@@ -193,14 +193,16 @@ def message_counts() -> dict[str, float]:
     counts: dict[str, float] = {}
     for labels, value in metrics.consumer_messages.get_all():
         outcome = str(labels.get("outcome"))
-        counts[outcome] = counts.get(outcome, 0.0) + float(value)
+        counts[outcome] = counts.get(outcome, 0.0) + float(value)  # type: ignore[arg-type]
     return counts
 
 
 def error_counts() -> dict[str, float]:
     """``reco_consumer_errors_total`` now, by stage."""
-    return {str(labels.get("stage")): float(value)
-            for labels, value in metrics.consumer_errors.get_all()}  # fmt: skip
+    counts: dict[str, float] = {}
+    for labels, value in metrics.consumer_errors.get_all():
+        counts[str(labels.get("stage"))] = float(value)  # type: ignore[arg-type]
+    return counts
 
 
 def counted_since(before: dict[str, float]) -> dict[str, float]:
@@ -231,8 +233,10 @@ class Db:
             await conn.close()
 
     async def stored(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of ``event_ids`` are in watch_events (ids PostgreSQL cannot hold never are)."""
+        ids = [i for i in event_ids if _storable(i)]
         rows = await self.fetch(
-            "SELECT event_id FROM watch_events WHERE event_id = ANY($1::text[])", list(event_ids)
+            "SELECT event_id FROM watch_events WHERE event_id = ANY($1::text[])", ids
         )
         return {r["event_id"] for r in rows}
 
@@ -247,3 +251,13 @@ class Db:
     async def row(self, event_id: str) -> asyncpg.Record | None:
         rows = await self.fetch("SELECT * FROM watch_events WHERE event_id = $1", event_id)
         return rows[0] if rows else None
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
