@@ -298,6 +298,11 @@ def _describe(exc: Exception, type_: Any) -> str:
     return f"expected {name}"
 
 
+# Kafka's own rule (kafka.common.internals.Topic): a broker refuses any other name, and a
+# client waits for its metadata forever (aiokafka calls UNKNOWN_TOPIC retriable).
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
 def _check(settings: Settings) -> list[str]:
     problems = []
     if settings.db_pool_min_size > settings.db_pool_max_size:
@@ -314,6 +319,13 @@ def _check(settings: Settings) -> list[str]:
         )
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         problems.append(f"RECO_LOG_LEVEL: unknown level {settings.log_level!r}")
+    for name in ("watch_events_topic", "dead_letter_topic", "impressions_topic"):
+        topic = getattr(settings, name)
+        if not TOPIC_NAME.fullmatch(topic) or topic in {".", ".."}:
+            problems.append(
+                f"{env_name(name)}: {topic!r} is not a Kafka topic name "
+                "(1 to 249 of A-Z a-z 0-9 . _ -; not . or ..)"
+            )
     if settings.app_env is AppEnv.PRODUCTION:
         problems.extend(_production_problems(settings))
     return problems

@@ -63,7 +63,7 @@ ON CONFLICT (item_id) DO UPDATE SET
     watch_count = p.watch_count + EXCLUDED.watch_count,
     user_count = p.user_count + EXCLUDED.user_count,
     log_score = GREATEST(p.log_score, EXCLUDED.log_score)
-                + ln(1 + exp(-abs(p.log_score - EXCLUDED.log_score))),
+                + ln(1 + exp(-LEAST(abs(p.log_score - EXCLUDED.log_score), 700))),
     last_at = GREATEST(p.last_at, EXCLUDED.last_at),
     changed_at = clock_timestamp()
 """

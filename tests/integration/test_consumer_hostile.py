@@ -49,7 +49,8 @@ SENTINEL_WITHIN = 10.0
 
 async def _sentinel(guard: Any, db: Db, client: Any, settings: Settings, key: bytes) -> None:
     """Produce a valid event now, on ``key``'s partition; it must be stored within the bound."""
-    sentinel = watch(f"sentinel-{key.decode()}", key.decode(), "sentinel-item", now())
+    name = key.decode()[:64]  # an id, so at most 128 characters, whatever the key
+    sentinel = watch(f"sentinel-{name}", name, "sentinel-item", now())
     await produce(client, settings.watch_events_topic, [encode(sentinel)], key=key)
     await guard.wait_for(lambda: db.has(sentinel["event_id"]), within=SENTINEL_WITHIN,
                          what="the sentinel after the hostile record was stored")  # fmt: skip
@@ -299,24 +300,6 @@ class TestDeadLetterRejected:
         async with producer(settings.kafka_bootstrap) as client, guarded_consumer(settings) as g:
             await produce(client, topics.watch_events, [b"not json"], key=key)
             await _sentinel(g, db, client, settings, key)
-            g.assert_alive()
-
-    async def test_dead_letter_topic_refused_by_the_broker(
-        self, kafka_settings: Settings, topics: Topics
-    ) -> None:
-        """With a dead-letter topic name the broker refuses, an invalid record does not wedge."""
-        # kafka_request_timeout bounds each send's wait for metadata; it stays above Tansu's
-        # ~3 s group join (see test_consumer_faults).
-        settings = fast(kafka_settings, dead_letter_topic="invalid dlq name!",
-                        kafka_request_timeout=5.0)  # fmt: skip
-        db = Db(settings.database_url)
-        key = b"refused"
-        async with producer(settings.kafka_bootstrap) as client, guarded_consumer(settings) as g:
-            await produce(client, topics.watch_events, [b"not json"], key=key)
-            sentinel = watch("sentinel-refused", "refused", "m1", now())
-            await produce(client, topics.watch_events, [encode(sentinel)], key=key)
-            await g.wait_for(lambda: db.has("sentinel-refused"), within=30,
-                             what="the sentinel after the undeliverable dead letter was stored")  # fmt: skip
             g.assert_alive()
 
 

@@ -79,6 +79,13 @@ class TestProblems:
             "RECO_DB_POOL_MIN_SIZE", "RECO_HTTP_BIND", "RECO_LOG_LEVEL",
         ]  # fmt: skip
 
+    @pytest.mark.parametrize("name", ["invalid dlq name!", "", ".", "..", "a/b", "é", "x" * 250])
+    def test_topic_names_a_broker_would_refuse(self, name: str) -> None:
+        """A broker refuses such a name and a client waits for its metadata forever (issue 10,
+        finding 11): it is a configuration error at start-up, not a wedged partition."""
+        problems = problems_of({"RECO_DEAD_LETTER_TOPIC": name})
+        assert [p.split(":")[0] for p in problems] == ["RECO_DEAD_LETTER_TOPIC"]
+
     def test_relay_failover_must_outlast_the_leaders_step_down(self) -> None:
         """A failover shorter than ping + ping timeout + stop timeout could mean two leaders."""
         problems = problems_of({"RECO_RELAY_FAILOVER_TIMEOUT": "6", "RECO_RELAY_STOP_TIMEOUT": "5"})
