@@ -51,8 +51,12 @@ def broker(workdir: Path) -> Iterator[EmbeddedBroker]:
 
 
 @pytest.fixture
-def database_url(postgres: EmbeddedPostgres) -> str:
-    return postgres.url(fresh_database(postgres))
+def database_url(postgres: EmbeddedPostgres) -> Iterator[str]:
+    """A fresh database, dropped after the test (so the session's data directory, and its
+    removal at the end, stay small however many tests run)."""
+    name = fresh_database(postgres)
+    yield postgres.url(name)
+    postgres.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @attrs.frozen
