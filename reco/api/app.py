@@ -11,7 +11,7 @@ import structlog
 from quart import Quart, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from reco.api import health
+from reco.api import health, validation
 from reco.api.problems import Problem, problem_response
 from reco.api.state import AppState
 from reco.observability import metrics
@@ -32,6 +32,7 @@ def create_app(app_state: AppState) -> Quart:
     app.register_blueprint(health.blueprint)
     _register_blueprints(app)
     app.before_request(_begin)
+    app.before_request(_check_url_text)
     app.after_request(_finish)
     app.register_error_handler(Problem, _on_problem)
     app.register_error_handler(HTTPException, _on_http_exception)
@@ -63,6 +64,18 @@ async def _begin() -> None:
     structlog.contextvars.bind_contextvars(request_id=g.request_id, correlation_id=g.correlation_id)
     metrics.http_in_flight.inc({})
     g.in_flight = True
+
+
+async def _check_url_text() -> None:
+    """400 for NUL, lone surrogates or undecodable UTF-8 anywhere in the path or query.
+
+    Once for every route: the server decodes the path with ``errors="replace"``
+    and werkzeug keeps undecodable query bytes percent-encoded, so both are
+    checked here on the bytes as sent, before any handler reads them.
+    """
+    rule = request.url_rule
+    raw_path = request.scope.get("raw_path")
+    validation.url_text(raw_path, rule.rule if rule is not None else None, request.query_string)
 
 
 async def _finish(response: Response) -> Response:
