@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import structlog
-from quart import Quart, Response, g, request
+from quart import Quart, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from reco.api import health, validation
@@ -31,6 +31,7 @@ def create_app(app_state: AppState) -> Quart:
     app.url_map.strict_slashes = False
     app.register_blueprint(health.blueprint)
     _register_blueprints(app)
+    app.extensions["reco.methods"] = _routed_methods(app)
     app.before_request(_begin)
     app.before_request(_check_url_text)
     app.after_request(_finish)
@@ -54,6 +55,20 @@ def _register_blueprints(app: Quart) -> None:
 def route_template() -> str:
     rule = request.url_rule
     return rule.rule if rule is not None else "unmatched"
+
+
+def method_label() -> str:
+    """The method when the app routes it anywhere, else ``other``: bounded by construction.
+
+    The request line is the client's to choose (``FOO1``, ``FOO2``, ...); a
+    label copied from it would add series without end.
+    """
+    routed: frozenset[str] = current_app.extensions["reco.methods"]
+    return request.method if request.method in routed else "other"
+
+
+def _routed_methods(app: Quart) -> frozenset[str]:
+    return frozenset(m for rule in app.url_map.iter_rules() for m in rule.methods or ())
 
 
 async def _begin() -> None:
@@ -85,13 +100,13 @@ async def _finish(response: Response) -> Response:
     metrics.http_in_flight.dec({})
     duration = time.perf_counter() - g.started
     route = route_template()
-    labels = {"method": request.method, "route": route}
+    labels = {"method": method_label(), "route": route}
     metrics.http_requests.inc({**labels, "status": str(response.status_code)})
     metrics.http_duration.observe(labels, duration)
     response.headers["X-Request-ID"] = g.request_id
     response.headers["X-Correlation-ID"] = g.correlation_id
     access_log.info(
-        "request", method=request.method, route=route, status=response.status_code,
+        "request", method=labels["method"], route=route, status=response.status_code,
         duration=round(duration, 6),
     )  # fmt: skip
     structlog.contextvars.unbind_contextvars("request_id", "correlation_id")

@@ -162,3 +162,18 @@ class TestHostileUrls:
         """Non-ASCII that is valid UTF-8 is ordinary text."""
         response = await app.test_client().get("/items/%C3%A9t%C3%A9?genre=%E2%9C%93+x")
         assert response.status_code == 404  # the test route's own answer
+
+
+class TestMetricLabels:
+    async def test_invented_method_is_other(self, app: Quart, logs: Logs) -> None:
+        """A method the app routes nowhere is labelled and logged as `other`."""
+        client: Any = app.test_client()  # quart.typing's open() wrongly requires json=
+        response = await client.open("/healthz", method="FOO1")
+        assert response.status_code == 405
+        line = next(e for e in logs if e["event"] == "request")
+        assert line["method"] == "other"
+
+    async def test_routed_method_is_kept(self, app: Quart, logs: Logs) -> None:
+        """A routed method keeps its name, even on a route that does not allow it."""
+        await app.test_client().delete("/healthz")
+        assert next(e for e in logs if e["event"] == "request")["method"] == "DELETE"
