@@ -272,6 +272,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
         out["403"] = problem("A bearer token that matches none of RECO_API_TOKENS.")
     if 422 in statuses:
         out["422"] = problem("The body breaks the contract.", "ValidationProblem")
+    if 431 in statuses:  # long repeatable query parameters can reach it
+        out["431"] = {"description": "The request line and headers exceed 16 KiB, the HTTP "
+                                     "server's limit: an empty answer from the server, not a "
+                                     "problem document."}  # fmt: skip
     out["500"] = problem("An unexpected error; the traceback is logged under the request id.")
     return out  # fmt: skip
 
@@ -376,7 +380,7 @@ def _read_paths() -> dict[str, Any]:
                        "popular items for a user without history.",
             "operationId": "userRecommendations", "tags": ["recommendations"],
             "parameters": [USER_ID, LIMIT, GENRE, EXCLUDE],
-            "responses": {"200": listing, **_errors(400, 404, 503)}}},
+            "responses": {"200": listing, **_errors(400, 404, 431, 503)}}},
         "/v1/items/{item_id}/similar": {"get": {
             "summary": "Items watched together with this one (user_id is null).",
             "operationId": "similarItems", "tags": ["recommendations"],
@@ -386,7 +390,7 @@ def _read_paths() -> dict[str, Any]:
             "summary": "The most popular active items (user_id is null).",
             "operationId": "popularItems", "tags": ["recommendations"],
             "parameters": [LIMIT, GENRE],
-            "responses": {"200": listing, **_errors(400, 503)}}},
+            "responses": {"200": listing, **_errors(400, 431, 503)}}},
     }  # fmt: skip
 
 
