@@ -114,9 +114,10 @@ async def store(rows: Sequence[outbox.NewRow]) -> int:
                 503, "the database is not available; retry shortly", headers={"Retry-After": "1"}
             ) from None
         if isinstance(exc, UnprocessableData):
+            detail = f"an event cannot be stored (SQLSTATE {exc.sqlstate}); nothing was stored"
             raise Problem(
-                422, f"an event cannot be stored (SQLSTATE {exc.sqlstate}); nothing was stored",
-                slug="unprocessable-data",
+                422, detail, slug="unprocessable-data",
+                errors=[{"pointer": "/events", "detail": detail}],  # the document's 422 shape
             ) from None  # fmt: skip
         raise
 
