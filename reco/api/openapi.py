@@ -313,13 +313,17 @@ def _paths() -> dict[str, Any]:
     return {**_ops_paths(), **_catalogue_paths(), **_read_paths()}
 
 
+# Any route: the URL's text is checked before routing (reco.api.app._check_url_text).
+URL_TEXT = problem("A query parameter that is not UTF-8 text without NUL.")
+
+
 def _ops_paths() -> dict[str, Any]:
     text = {"text/plain": {"schema": {"type": "string"}}}
     return {
         "/healthz": {"get": {
             "summary": "Liveness: the process answers (dependencies are not checked).",
             "operationId": "healthz", "tags": ["operations"],
-            "responses": {"200": ok("Alive.", "Health")}}},
+            "responses": {"200": ok("Alive.", "Health"), "400": URL_TEXT}}},
         "/readyz": {"get": {
             "summary": "Readiness: this instance can serve HTTP traffic.",
             "description": "200 when the critical checks (the database) pass and the process "
@@ -334,11 +338,13 @@ def _ops_paths() -> dict[str, Any]:
         "/metrics": {"get": {
             "summary": "Prometheus metrics in the text exposition format.",
             "operationId": "metrics", "tags": ["operations"],
-            "responses": {"200": {"description": "The metrics.", "content": text}}}},
+            "responses": {"200": {"description": "The metrics.", "content": text},
+                          "400": URL_TEXT}}},
         "/openapi.json": {"get": {
             "summary": "This document.", "operationId": "openapi", "tags": ["operations"],
             "responses": {"200": {"description": "OpenAPI 3.1.",
-                                  "content": _content(JSON, {"type": "object"})}}}},
+                                  "content": _content(JSON, {"type": "object"})},
+                          "400": URL_TEXT}}},
         "/v1/events": {"post": {
             "summary": "Ingest watch events (stored once per event_id).",
             "operationId": "postEvents", "tags": ["events"], "security": BEARER,
