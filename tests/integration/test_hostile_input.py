@@ -116,13 +116,14 @@ class TestFinding4UnstorableText:
         assert assert_problem(deeper, 422)["errors"][0]["detail"].startswith("attributes nest")
 
     async def test_none_of_it_is_a_500(self, api: Api) -> None:
-        """A sweep of the hostile requests above leaves no 5xx in the metrics."""
+        """A sweep of the hostile requests above adds no 5xx to the metrics."""
+        before = await server_errors(api)  # the registry is the process's: other tests count too
         for template, _ in URLS:
             for segment in BAD_SEGMENTS:
                 await api.client.get(template.format(segment))
         await api.client.put("/v1/items/i", content=b'{"title": "\\u0000"}', headers=api.auth)
         await api.client.post("/v1/events", content=b"[" * 100_000, headers=api.auth)
-        assert await server_errors(api) == 0
+        assert await server_errors(api) == before
 
 
 class TestFinding5EmptyEventBatch:
