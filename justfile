@@ -48,3 +48,7 @@ evaluate PATH="../shared/datasets/ml-100k/ml-100k.inter":
 # chaos smoke on the embedded stack, run by hand (not in CI): docs/operations/chaos.md
 chaos *ARGS:
     python deploy/chaos/smoke.py {{ARGS}}
+
+# API fuzzing with a larger budget: EXAMPLES fuzzing-phase cases per operation (CI runs 580)
+fuzz EXAMPLES="3000" *ARGS:
+    API_FUZZ_EXAMPLES={{EXAMPLES}} pytest tests/integration/test_api_fuzz.py -q {{ARGS}}

@@ -8,10 +8,10 @@ import uuid
 from typing import Any
 
 import structlog
-from quart import Quart, Response, g, request
+from quart import Quart, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from reco.api import health
+from reco.api import health, validation
 from reco.api.problems import Problem, problem_response
 from reco.api.state import AppState
 from reco.observability import metrics
@@ -31,7 +31,9 @@ def create_app(app_state: AppState) -> Quart:
     app.url_map.strict_slashes = False
     app.register_blueprint(health.blueprint)
     _register_blueprints(app)
+    app.extensions["reco.methods"] = _routed_methods(app)
     app.before_request(_begin)
+    app.before_request(_check_url_text)
     app.after_request(_finish)
     app.register_error_handler(Problem, _on_problem)
     app.register_error_handler(HTTPException, _on_http_exception)
@@ -55,6 +57,20 @@ def route_template() -> str:
     return rule.rule if rule is not None else "unmatched"
 
 
+def method_label() -> str:
+    """The method when the app routes it anywhere, else ``other``: bounded by construction.
+
+    The request line is the client's to choose (``FOO1``, ``FOO2``, ...); a
+    label copied from it would add series without end.
+    """
+    routed: frozenset[str] = current_app.extensions["reco.methods"]
+    return request.method if request.method in routed else "other"
+
+
+def _routed_methods(app: Quart) -> frozenset[str]:
+    return frozenset(m for rule in app.url_map.iter_rules() for m in rule.methods or ())
+
+
 async def _begin() -> None:
     g.started = time.perf_counter()
     g.request_id = uuid.uuid4().hex
@@ -65,6 +81,18 @@ async def _begin() -> None:
     g.in_flight = True
 
 
+async def _check_url_text() -> None:
+    """400 for NUL, lone surrogates or undecodable UTF-8 anywhere in the path or query.
+
+    Once for every route: the server decodes the path with ``errors="replace"``
+    and werkzeug keeps undecodable query bytes percent-encoded, so both are
+    checked here on the bytes as sent, before any handler reads them.
+    """
+    rule = request.url_rule
+    raw_path = request.scope.get("raw_path")
+    validation.url_text(raw_path, rule.rule if rule is not None else None, request.query_string)
+
+
 async def _finish(response: Response) -> Response:
     if not getattr(g, "in_flight", False):
         return response  # _begin never ran (the request failed before it)
@@ -72,13 +100,13 @@ async def _finish(response: Response) -> Response:
     metrics.http_in_flight.dec({})
     duration = time.perf_counter() - g.started
     route = route_template()
-    labels = {"method": request.method, "route": route}
+    labels = {"method": method_label(), "route": route}
     metrics.http_requests.inc({**labels, "status": str(response.status_code)})
     metrics.http_duration.observe(labels, duration)
     response.headers["X-Request-ID"] = g.request_id
     response.headers["X-Correlation-ID"] = g.correlation_id
     access_log.info(
-        "request", method=request.method, route=route, status=response.status_code,
+        "request", method=labels["method"], route=route, status=response.status_code,
         duration=round(duration, 6),
     )  # fmt: skip
     structlog.contextvars.unbind_contextvars("request_id", "correlation_id")

@@ -61,10 +61,9 @@ async def _on_unprocessable(exc: UnprocessableData) -> Response:
     Logged as a warning with the SQLSTATE: each one is a validation rule to add.
     """
     log.warning("database refused the request's data", sqlstate=exc.sqlstate, error=exc.name)
-    return problem_response(
-        Problem(422, f"a value in the request cannot be stored (SQLSTATE {exc.sqlstate})",
-                slug="unprocessable-data")
-    )  # fmt: skip
+    detail = f"a value in the request cannot be stored (SQLSTATE {exc.sqlstate})"
+    errors = [{"pointer": "", "detail": detail}]  # the document's 422 shape (ValidationProblem)
+    return problem_response(Problem(422, detail, slug="unprocessable-data", errors=errors))
 
 
 def register_unavailable(blueprint: Blueprint) -> None:

@@ -1,6 +1,7 @@
 """``POST /v1/events``: watch events over HTTP, into the same path as Kafka.
 
-The body ``{"events": [...]}`` (at most ``MAX_EVENTS``) is validated as a
+The body ``{"events": [...]}`` (1 to ``MAX_EVENTS`` events; JSON read by the
+catalogue's rules in :mod:`reco.api.validation`) is validated as a
 whole with :func:`reco.events.parse_watch_event`: one bad event and nothing is
 stored (422 listing the first ``MAX_PROBLEMS`` problems as ``errors``: JSON pointer and detail).
 Valid events go to the outbox in one transaction (topic
@@ -19,6 +20,7 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
+from reco.api import validation
 from reco.api.auth import require_bearer
 from reco.api.problems import Problem
 from reco.api.state import state
@@ -36,28 +38,18 @@ blueprint.before_request(require_bearer)
 
 
 def decode_body(raw: str | bytes) -> Any:
-    """The decoded JSON body, or a 400 problem."""
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise Problem(400, "the body is not valid JSON", slug="malformed-body") from None
+    """The decoded JSON body, or a 400 problem (the rules of :func:`validation.json_body`)."""
+    return validation.json_body(raw)
 
 
 def validate_batch(
     body: Any, *, now: dt.datetime | None = None, max_future: float = DEFAULT_MAX_FUTURE
 ) -> list[WatchEvent]:
-    """Every event valid, or a 400 (wrong shape) / 422 (invalid events) problem.
+    """Every event valid, or a 422 problem listing what is wrong (nothing is stored).
 
     ``now`` and ``max_future`` bound ``occurred_at`` as for the consumer.
     """
-    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-        raise Problem(400, 'expected a JSON object {"events": [...]}', slug="malformed-body")
-    items: list[Any] = body["events"]
-    if len(items) > MAX_EVENTS:
-        raise Problem(
-            422, f"at most {MAX_EVENTS} events per request, got {len(items)}",
-            slug="too-many-events", max_events=MAX_EVENTS,
-        )  # fmt: skip
+    items = _event_list(body)
     events: list[WatchEvent] = []
     errors: list[dict[str, str]] = []
     for index, item in enumerate(items):
@@ -73,6 +65,26 @@ def validate_batch(
             slug="invalid-events", errors=errors[:MAX_PROBLEMS], invalid_count=len(errors),
         )  # fmt: skip
     return events
+
+
+def _event_list(body: Any) -> list[Any]:
+    """The ``events`` list of ``{"events": [...]}`` with 1 to ``MAX_EVENTS`` entries, or a 422."""
+    if not isinstance(body, dict):
+        raise validation.unprocessable(
+            [{"pointer": "", "detail": 'expected a JSON object {"events": [...]}'}]
+        )
+    unknown = sorted(set(body) - {"events"})
+    if unknown:
+        detail = f"unknown field(s): {', '.join(unknown)}; allowed: events"
+        raise validation.unprocessable([{"pointer": "", "detail": detail}])
+    items = body.get("events")
+    if not isinstance(items, list):
+        detail = "required (a list of events)" if "events" not in body else "expected a list"
+        raise validation.unprocessable([{"pointer": "/events", "detail": detail}])
+    if not 1 <= len(items) <= MAX_EVENTS:
+        detail = f"must hold 1 to {MAX_EVENTS} events, got {len(items)}"
+        raise validation.unprocessable([{"pointer": "/events", "detail": detail}])
+    return items
 
 
 def outbox_rows(events: Sequence[WatchEvent], topic: str) -> list[outbox.NewRow]:
@@ -102,9 +114,10 @@ async def store(rows: Sequence[outbox.NewRow]) -> int:
                 503, "the database is not available; retry shortly", headers={"Retry-After": "1"}
             ) from None
         if isinstance(exc, UnprocessableData):
+            detail = f"an event cannot be stored (SQLSTATE {exc.sqlstate}); nothing was stored"
             raise Problem(
-                422, f"an event cannot be stored (SQLSTATE {exc.sqlstate}); nothing was stored",
-                slug="unprocessable-data",
+                422, detail, slug="unprocessable-data",
+                errors=[{"pointer": "/events", "detail": detail}],  # the document's 422 shape
             ) from None  # fmt: skip
         raise
 

@@ -18,6 +18,8 @@ from quart import Blueprint, Response
 
 from reco import __version__
 from reco.api import validation
+from reco.api.events import MAX_EVENTS
+from reco.events import MAX_WATCHED_SECONDS
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -30,9 +32,21 @@ def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _id(description: str) -> Schema:
-    return {"type": "string", "minLength": 1, "maxLength": validation.MAX_ID_LENGTH,
-            "description": description}  # fmt: skip
+# PostgreSQL text: no NUL (and no lone surrogate, which JSON Schema cannot spell).
+NO_NUL = "^[^\\u0000]*$"
+NO_NUL_OR_SLASH = "^[^/\\u0000]*$"  # a path segment: '/' would be another segment
+
+
+def _text(min_length: int, max_length: int, description: str = "", **extra: Any) -> Schema:
+    schema: Schema = {"type": "string", "minLength": min_length, "maxLength": max_length,
+                      "pattern": NO_NUL, **extra}  # fmt: skip
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _id(description: str, **extra: Any) -> Schema:
+    return _text(1, validation.MAX_ID_LENGTH, description, **extra)
 
 
 def _object(properties: dict[str, Schema], required: list[str], **extra: Any) -> Schema:
@@ -73,21 +87,27 @@ def _problem_schemas() -> dict[str, Schema]:
 
 def _item_properties() -> dict[str, Schema]:
     return {
-        "title": {"type": "string", "minLength": 1, "maxLength": validation.MAX_TITLE_LENGTH},
+        "title": _text(1, validation.MAX_TITLE_LENGTH),
         "genres": {
             "type": "array", "maxItems": validation.MAX_GENRES, "default": [],
-            "items": {"type": "string", "minLength": 1,
-                      "maxLength": validation.MAX_GENRE_LENGTH},
+            "items": _text(1, validation.MAX_GENRE_LENGTH),
+            "description": "Repeated genres are kept once.",
         },
         "active": {"type": "boolean", "default": True,
                    "description": "Inactive items are never recommended."},
-        "attributes": {"type": "object", "default": {}, "description": "Free-form metadata."},
+        "attributes": {
+            "type": "object", "default": {},
+            "description": "Free-form metadata: nests at most "
+                           f"{validation.MAX_ATTRIBUTES_DEPTH} levels (this object is one); "
+                           "every key and string value is text without NUL or lone surrogates.",
+        },
     }  # fmt: skip
 
 
 def _catalogue_schemas() -> dict[str, Schema]:
     props = _item_properties()
-    item_id = _id("Not `popular` (reserved) and without `/`.")
+    item_id = _id("Not `popular` (reserved) and without `/`.", pattern=NO_NUL_OR_SLASH,
+                  **{"not": {"const": "popular"}})  # fmt: skip
     stamp = {"type": "string", "format": "date-time"}
     batch_item = _object({"item_id": item_id, **props}, ["item_id", "title"])
     return {
@@ -160,8 +180,12 @@ def _ops_schemas() -> dict[str, Schema]:
             "event_id": _id("Idempotency key: a repeated id is stored once."),
             "user_id": _id("The user who watched."), "item_id": _id("The item watched."),
             "occurred_at": {"type": "string", "format": "date-time",
-                            "description": "RFC 3339 with a UTC offset."},
-            "watched_seconds": {"type": ["number", "null"], "minimum": 0},
+                            "description": "RFC 3339 with a UTC offset; any instant of the "
+                                           "years 1 to 9999 in UTC, at most "
+                                           "RECO_EVENT_MAX_FUTURE seconds (default 300) "
+                                           "ahead of the service's clock."},
+            "watched_seconds": {"type": ["number", "null"], "minimum": 0,
+                                "maximum": MAX_WATCHED_SECONDS},
             "completed": {"type": ["boolean", "null"]},
         },
         "required": ["event_id", "user_id", "item_id", "occurred_at"],
@@ -182,10 +206,25 @@ def _ops_schemas() -> dict[str, Schema]:
         },
         "WatchEvent": event,
         "EventBatch": _object(
-            {"events": {"type": "array", "items": ref("WatchEvent"), "minItems": 1}}, ["events"]
+            {
+                "events": {
+                    "type": "array",
+                    "items": ref("WatchEvent"),
+                    "minItems": 1,
+                    "maxItems": MAX_EVENTS,
+                }
+            },
+            ["events"],
         ),
         "Accepted": _object(
-            {"accepted": {"type": "integer", "minimum": 0}},
+            {
+                "accepted": {"type": "integer", "minimum": 0},
+                "duplicates": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Events already in the outbox (not enqueued again).",
+                },
+            },
             ["accepted"],
             additionalProperties=True,
             description="May carry further counters.",
@@ -209,12 +248,18 @@ def problem(description: str, schema: str = "Problem", **extra: Any) -> dict[str
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
+    """The problem answers of an operation; every operation may also answer 500.
+
+    No ``default`` response: it would make any status code conform.
+    """
     texts = {
-        400: "A malformed parameter or a body that is not JSON.",
-        404: "No such item.",
+        400: "A malformed parameter (text must be UTF-8 without NUL), or a body that is not "
+             f"JSON we read: NaN, numbers beyond a double, nesting over "
+             f"{validation.MAX_JSON_DEPTH} levels.",
+        404: "No such item, or no such route (a path parameter holding `/` or a dot segment).",
         413: "The body is larger than RECO_MAX_BODY_BYTES.",
         503: "Not ready: a dependency is down, or the impression buffer is full.",
-    }
+    }  # fmt: skip
     out: dict[str, Any] = {str(s): problem(texts[s]) for s in statuses if s in texts}
     if 401 in statuses:
         challenge = {
@@ -227,7 +272,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
         out["403"] = problem("A bearer token that matches none of RECO_API_TOKENS.")
     if 422 in statuses:
         out["422"] = problem("The body breaks the contract.", "ValidationProblem")
-    out["default"] = problem("An unexpected error (500), always as a problem.")
+    if 431 in statuses:  # long repeatable query parameters can reach it
+        out["431"] = {"description": "The request line and headers exceed 16 KiB, the HTTP "
+                                     "server's limit: an empty answer from the server, not a "
+                                     "problem document."}  # fmt: skip
+    out["500"] = problem("An unexpected error; the traceback is logged under the request id.")
     return out  # fmt: skip
 
 
@@ -238,38 +287,21 @@ def _param(name: str, where: str, schema: Schema, description: str, **extra: Any
 LIMIT = _param(
     "limit",
     "query",
-    {"type": "integer", "minimum": 1, "maximum": 100, "default": validation.DEFAULT_LIMIT},
+    {"type": "integer", "minimum": 1, "maximum": validation.MAX_LIMIT,
+     "default": validation.DEFAULT_LIMIT},
     "How many items at most.",
-)
+)  # fmt: skip
 STRICT = _param(
     "strict",
     "query",
     {"type": "string", "enum": list(validation.FLAG_VALUES), "default": "0"},
     "1 or true: answer 200 only when every check passes (the old conjunction).",
 )
-GENRE = _param(
-    "genre",
-    "query",
-    {"type": "array", "items": {"type": "string"}},
-    "Only items of these genres (repeatable).",
-    explode=True,
-)
-EXCLUDE = _param(
-    "exclude",
-    "query",
-    {"type": "array", "items": {"type": "string"}},
-    "Item ids never to return (repeatable).",
-    explode=True,
-)
-ITEM_ID = _param(
-    "item_id",
-    "path",
-    {"type": "string", "minLength": 1, "maxLength": 128},
-    "The item id.",
-    required=True,
-)
-USER_ID = _param("user_id", "path", {"type": "string", "minLength": 1, "maxLength": 128},
-                 "The user id.", required=True)  # fmt: skip
+FILTER = {"type": "array", "items": _id(""), "maxItems": validation.MAX_FILTER_VALUES}
+GENRE = _param("genre", "query", FILTER, "Only items of these genres (repeatable).", explode=True)
+EXCLUDE = _param("exclude", "query", FILTER, "Item ids never to return (repeatable).", explode=True)
+ITEM_ID = _param("item_id", "path", _id("", pattern=NO_NUL_OR_SLASH), "The item id.", required=True)
+USER_ID = _param("user_id", "path", _id("", pattern=NO_NUL_OR_SLASH), "The user id.", required=True)
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
@@ -281,13 +313,17 @@ def _paths() -> dict[str, Any]:
     return {**_ops_paths(), **_catalogue_paths(), **_read_paths()}
 
 
+# Any route: the URL's text is checked before routing (reco.api.app._check_url_text).
+URL_TEXT = problem("A query parameter that is not UTF-8 text without NUL.")
+
+
 def _ops_paths() -> dict[str, Any]:
     text = {"text/plain": {"schema": {"type": "string"}}}
     return {
         "/healthz": {"get": {
             "summary": "Liveness: the process answers (dependencies are not checked).",
             "operationId": "healthz", "tags": ["operations"],
-            "responses": {"200": ok("Alive.", "Health")}}},
+            "responses": {"200": ok("Alive.", "Health"), "400": URL_TEXT}}},
         "/readyz": {"get": {
             "summary": "Readiness: this instance can serve HTTP traffic.",
             "description": "200 when the critical checks (the database) pass and the process "
@@ -302,11 +338,13 @@ def _ops_paths() -> dict[str, Any]:
         "/metrics": {"get": {
             "summary": "Prometheus metrics in the text exposition format.",
             "operationId": "metrics", "tags": ["operations"],
-            "responses": {"200": {"description": "The metrics.", "content": text}}}},
+            "responses": {"200": {"description": "The metrics.", "content": text},
+                          "400": URL_TEXT}}},
         "/openapi.json": {"get": {
             "summary": "This document.", "operationId": "openapi", "tags": ["operations"],
             "responses": {"200": {"description": "OpenAPI 3.1.",
-                                  "content": _content(JSON, {"type": "object"})}}}},
+                                  "content": _content(JSON, {"type": "object"})},
+                          "400": URL_TEXT}}},
         "/v1/events": {"post": {
             "summary": "Ingest watch events (stored once per event_id).",
             "operationId": "postEvents", "tags": ["events"], "security": BEARER,
@@ -328,7 +366,7 @@ def _catalogue_paths() -> dict[str, Any]:
             "put": {"summary": "Create or replace one item.", "operationId": "putItem",
                     "tags": ["catalogue"], "security": BEARER, "requestBody": _body("ItemWrite"),
                     "responses": {"200": ok("Replaced.", "Item"), "201": ok("Created.", "Item"),
-                                  **_errors(400, 401, 413, 422, 503)}},
+                                  **_errors(400, 401, 404, 413, 422, 503)}},
             "get": {"summary": "Read one item (inactive ones too).", "operationId": "getItem",
                     "tags": ["catalogue"],
                     "responses": {"200": ok("The item.", "Item"), **_errors(400, 404, 503)}},
@@ -348,7 +386,7 @@ def _read_paths() -> dict[str, Any]:
                        "popular items for a user without history.",
             "operationId": "userRecommendations", "tags": ["recommendations"],
             "parameters": [USER_ID, LIMIT, GENRE, EXCLUDE],
-            "responses": {"200": listing, **_errors(400, 503)}}},
+            "responses": {"200": listing, **_errors(400, 404, 431, 503)}}},
         "/v1/items/{item_id}/similar": {"get": {
             "summary": "Items watched together with this one (user_id is null).",
             "operationId": "similarItems", "tags": ["recommendations"],
@@ -358,8 +396,19 @@ def _read_paths() -> dict[str, Any]:
             "summary": "The most popular active items (user_id is null).",
             "operationId": "popularItems", "tags": ["recommendations"],
             "parameters": [LIMIT, GENRE],
-            "responses": {"200": listing, **_errors(400, 503)}}},
+            "responses": {"200": listing, **_errors(400, 431, 503)}}},
     }  # fmt: skip
+
+
+DESCRIPTION = (
+    "Recommendations from a catalogue and watch history. Every error answers "
+    "application/problem+json (RFC 9457). Write endpoints need a bearer token. "
+    "Unknown query parameters of the recommendation endpoints are a 400. "
+    "All text (path segments, query names and values, ids, titles, genres, attribute keys "
+    "and values) is UTF-8 without NUL (U+0000) or lone surrogates: a 400 in the URL, a 422 "
+    f"in a body. A JSON body nests at most {validation.MAX_JSON_DEPTH} levels and its numbers "
+    f"are finite doubles (integers of at most {validation.MAX_INT_DIGITS} digits): else a 400."
+)
 
 
 def document() -> dict[str, Any]:
@@ -367,9 +416,7 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "reco", "version": __version__,
-                 "description": "Recommendations from a catalogue and watch history. "
-                                "Every error answers application/problem+json (RFC 9457); unknown "
-                                "query parameters are a 400. Write endpoints need a bearer token."},
+                 "description": DESCRIPTION},
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "paths": _paths(),
         "components": {

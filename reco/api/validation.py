@@ -9,17 +9,29 @@ with a detail that names the offending parameter or field. The status codes:
 - 422 for a JSON body that parses but breaks the contract (wrong types,
   unknown fields, too many items). Every body problem is listed in the
   ``errors`` extension as ``{"pointer": <JSON pointer>, "detail": ...}``.
+
+Text everywhere (path segments, query names and values, ids, titles, genres,
+attribute keys and string values) follows the one rule of
+:func:`reco.events.storable_text`: PostgreSQL refuses NUL and lone
+surrogates, so they are refused here with the field named, never left to
+become a 500. In the URL, undecodable UTF-8 is refused too (the server would
+otherwise replace it silently). A body nests at most ``MAX_JSON_DEPTH``
+levels, ``attributes`` at most ``MAX_ATTRIBUTES_DEPTH``, and every number is
+a finite double (at most ``MAX_INT_DIGITS`` digits for an integer).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reco.api.problems import Problem
 from reco.db.queries.items import Item
+from reco.events import storable_text
 
 MAX_ID_LENGTH = 128
 MAX_TITLE_LENGTH = 1000
@@ -27,6 +39,10 @@ MAX_GENRES = 50
 MAX_GENRE_LENGTH = 64
 MAX_FILTER_VALUES = 500  # repeatable query parameters (genre=, exclude=)
 MAX_BATCH_ITEMS = 1000
+MAX_JSON_DEPTH = 64  # any body: arrays and objects nested in each other
+MAX_ATTRIBUTES_DEPTH = 16  # an item's attributes (the object itself is level 1)
+MAX_INT_DIGITS = 308  # so that every integer converts to a finite double
+TEXT_RULE = "must be UTF-8 text without NUL (U+0000) or lone surrogates"
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 # Path segments that name a collection endpoint, not an item (GET /v1/items/popular).
@@ -38,11 +54,55 @@ BATCH_ITEM_FIELDS = ITEM_FIELDS | {"item_id"}
 
 # ----------------------------------------------------------------- path / query
 
+_PATH_PARAMETER = re.compile(r"^<(?:[^:<>]+:)?([^<>]+)>$")
+
+
+def url_text(raw_path: bytes | None, rule: str | None, query: bytes) -> None:
+    """400 unless every path segment and query name and value is storable text.
+
+    ``raw_path`` is the percent-encoded path as sent (the ASGI ``raw_path``)
+    and ``rule`` the matched route template (None when nothing matched): a bad
+    segment is named after the route's parameter.
+    """
+    if raw_path is not None:
+        _path_text(raw_path, rule)
+    for pair in query.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        key = _decoded(name)
+        if key is None:
+            raise Problem(400, f"a query parameter name {TEXT_RULE}")
+        if _decoded(value) is None:
+            raise Problem(400, f"{key}: {TEXT_RULE}")
+
+
+def _path_text(raw_path: bytes, rule: str | None) -> None:
+    segments = raw_path.split(b"/")
+    names = rule.split("/") if rule is not None else []
+    if len(names) != len(segments):  # no route matched: the path as a whole
+        names = ["path"] * len(segments)
+    for segment, name in zip(segments, names, strict=True):
+        if _decoded(segment, plus=False) is None:
+            match = _PATH_PARAMETER.match(name)
+            raise Problem(400, f"{match.group(1) if match else 'path'}: {TEXT_RULE}")
+
+
+def _decoded(raw: bytes, *, plus: bool = True) -> str | None:
+    """The percent-decoded text of one URL component, or None when it is not storable."""
+    if plus:
+        raw = raw.replace(b"+", b" ")
+    try:
+        text = urllib.parse.unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if storable_text(text) else None
+
 
 def identifier(value: str, name: str) -> str:
-    """A user or item id from the path or the query: 1 to 128 characters."""
+    """A user or item id from the path or the query: 1 to 128 characters of storable text."""
     if not 1 <= len(value) <= MAX_ID_LENGTH:
         raise Problem(400, f"{name}: must be 1 to {MAX_ID_LENGTH} characters, got {len(value)}")
+    if not storable_text(value):
+        raise Problem(400, f"{name}: {TEXT_RULE}")
     return value
 
 
@@ -92,17 +152,54 @@ def filter_values(values: Sequence[str], name: str) -> tuple[str, ...]:
 
 
 def json_body(raw: str | bytes) -> Any:
-    """Decode a request body as JSON; 400 when it is not JSON."""
+    """Decode a request body as JSON; 400 when it is not JSON we can hold.
+
+    Refused as well as malformed JSON: NaN and Infinity, numbers beyond a
+    double's range (``1e999``, an integer of more than ``MAX_INT_DIGITS``
+    digits) and nesting deeper than ``MAX_JSON_DEPTH``.
+    """
     if not raw.strip():
         raise Problem(400, "the request body is empty; expected a JSON object")
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(
+            raw, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int
+        )
     except (ValueError, RecursionError) as exc:
         raise Problem(400, f"the request body is not valid JSON: {_json_error(exc)}") from None
+    if _depth_exceeds(body, MAX_JSON_DEPTH):
+        raise Problem(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return body
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {literal[:20]} is out of range")
+    return value
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer has more than {MAX_INT_DIGITS} digits")
+    return int(literal)
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """True when arrays and objects nest more than ``limit`` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in node)
+    return False
 
 
 def _json_error(exc: Exception) -> str:
@@ -182,6 +279,8 @@ def item_id_problem(value: Any) -> str | None:
         return f"expected a string, got {_json_type(value)}"
     if not 1 <= len(value) <= MAX_ID_LENGTH:
         return f"must be 1 to {MAX_ID_LENGTH} characters, got {len(value)}"
+    if not storable_text(value):
+        return TEXT_RULE
     if value in RESERVED_ITEM_IDS or "/" in value:
         return f"{value!r} cannot be an item id (reserved, or holds a '/')"
     return None
@@ -195,6 +294,8 @@ def _item(
     if not isinstance(title, str) or not 1 <= len(title) <= MAX_TITLE_LENGTH:
         length = f"a string of 1 to {MAX_TITLE_LENGTH} characters"
         errors.append(_error(f"{pointer}/title", _expected(length, title, "title" in body)))
+    elif not storable_text(title):
+        errors.append(_error(f"{pointer}/title", TEXT_RULE))
     genres = _genres(body.get("genres", []), f"{pointer}/genres", errors)
     active = body.get("active", True)
     if not isinstance(active, bool):
@@ -202,6 +303,8 @@ def _item(
     attributes = body.get("attributes", {})
     if not isinstance(attributes, dict):
         errors.append(_error(f"{pointer}/attributes", _expected("an object", attributes, True)))
+    else:
+        errors.extend(attribute_errors(attributes, f"{pointer}/attributes"))
     if errors:
         return None, errors
     return Item(item_id, str(title), genres, bool(active), attributes), []
@@ -215,7 +318,37 @@ def _genres(value: Any, pointer: str, errors: list[dict[str, str]]) -> tuple[str
         if not isinstance(genre, str) or not 1 <= len(genre) <= MAX_GENRE_LENGTH:
             wanted = f"a string of 1 to {MAX_GENRE_LENGTH} characters"
             errors.append(_error(f"{pointer}/{index}", _expected(wanted, genre)))
+        elif not storable_text(genre):
+            errors.append(_error(f"{pointer}/{index}", TEXT_RULE))
     return tuple(dict.fromkeys(value)) if all(isinstance(g, str) for g in value) else ()
+
+
+def attribute_errors(attributes: dict[str, Any], pointer: str) -> list[dict[str, str]]:
+    """Every key and string value storable, nesting at most ``MAX_ATTRIBUTES_DEPTH`` levels."""
+    errors: list[dict[str, str]] = []
+    stack: list[tuple[Any, str, int]] = [(attributes, pointer, 1)]
+    while stack:
+        node, where, depth = stack.pop()
+        if isinstance(node, str) and not storable_text(node):
+            errors.append(_error(where, TEXT_RULE))
+        if not isinstance(node, dict | list):
+            continue
+        if depth > MAX_ATTRIBUTES_DEPTH:
+            errors.append(_error(where, f"attributes nest at most {MAX_ATTRIBUTES_DEPTH} levels"))
+            continue
+        entries = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in entries:
+            child_pointer = f"{where}/{_pointer_token(str(key))}"
+            if isinstance(key, str) and not storable_text(key):
+                errors.append(_error(child_pointer, f"the key {TEXT_RULE}"))
+            stack.append((child, child_pointer, depth + 1))
+    return sorted(errors, key=lambda e: e["pointer"])
+
+
+def _pointer_token(key: str) -> str:
+    """One JSON pointer token (RFC 6901); an unstorable key is spelt with escapes."""
+    token = key.replace("~", "~0").replace("/", "~1")
+    return token if storable_text(token) else token.encode("unicode_escape").decode("ascii")
 
 
 def _unknown_fields(

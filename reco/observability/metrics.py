@@ -1,8 +1,8 @@
 """Every Prometheus metric of reco, declared in one place.
 
 Names follow ``reco_<noun>_<unit>``, counters end in ``_total``, units are
-base units (seconds). Labels are bounded: route templates, never raw paths or
-user ids. Gauges that mirror a buffer read its ``statistics()`` snapshot.
+base units (seconds). Labels are bounded: route templates and the methods the
+app routes (else ``other``), never raw paths, request methods or user ids. Gauges that mirror a buffer read its ``statistics()`` snapshot.
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ class Conformance:
         method = response.request.method.lower()
         operation = self.document["paths"][template][method]
         status = str(response.status_code)
-        spec = operation["responses"].get(status) or operation["responses"]["default"]
+        assert status in operation["responses"], f"{method} {template}: {status} undocumented"
+        spec = operation["responses"][status]
         self.seen.add((template, method, status))
         if "content" not in spec:
             assert not response.content, f"{method} {template} {status}: unexpected body"
@@ -96,6 +97,14 @@ class TestDocument:
         assert app_templates(api) <= documented
         for path in ("/healthz", "/readyz", "/metrics", "/v1/events"):
             assert path in document["paths"]
+
+    async def test_no_default_responses(self, api: Api) -> None:
+        """Every status is listed: a `default` response would make any status conform."""
+        document = await fetch_document(api)
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                if method != "parameters":
+                    assert "default" not in operation["responses"], (method, path)
 
     async def test_schemas_are_valid_json_schema(self, api: Api) -> None:
         """Every component schema is a valid JSON Schema 2020-12."""

@@ -57,7 +57,7 @@ class TestIdentifiersAndFilters:
         values = [str(i) for i in range(501)]
         assert "exclude" in problem_of(validation.filter_values, values, "exclude").detail
 
-    @pytest.mark.parametrize("value", ["popular", "a/b", "", "x" * 129, 5, None])
+    @pytest.mark.parametrize("value", ["popular", "a/b", "", "x" * 129, 5, None, "\x00", "\ud800"])
     def test_item_id_problem(self, value: object) -> None:
         """Reserved, slashed, empty, long or non-string ids cannot be written."""
         assert validation.item_id_problem(value) is not None
@@ -65,6 +65,44 @@ class TestIdentifiersAndFilters:
     def test_item_id_ok(self) -> None:
         """An ordinary id is fine."""
         assert validation.item_id_problem("tt0114709") is None
+
+
+USER_RULE = "/v1/users/<user_id>/recommendations"
+
+
+class TestUrlText:
+    @pytest.mark.parametrize("segment", [b"a%00b", b"a%ED%A0%80", b"%FF", b"%C3", b"a\xff"])
+    def test_bad_path_segment_names_the_parameter(self, segment: bytes) -> None:
+        """NUL, an encoded surrogate or undecodable UTF-8 in a segment: 400 naming it."""
+        raw = b"/v1/users/" + segment + b"/recommendations"
+        problem = problem_of(validation.url_text, raw, USER_RULE, b"")
+        assert problem.status == 400
+        assert problem.detail == f"user_id: {validation.TEXT_RULE}"
+
+    @pytest.mark.parametrize("query", [b"genre=%00", b"limit=1&exclude=%ED%A0%80", b"genre=%FF"])
+    def test_bad_query_value_names_the_parameter(self, query: bytes) -> None:
+        """The same in a query value: 400 naming the parameter."""
+        problem = problem_of(validation.url_text, b"/v1/items/popular", None, query)
+        assert problem.detail.split(":")[0] in {"genre", "exclude"}
+
+    def test_bad_query_name(self) -> None:
+        """An unstorable parameter name is a 400 too."""
+        problem = problem_of(validation.url_text, b"/", None, b"a%00=1")
+        assert problem.detail.startswith("a query parameter name")
+
+    def test_unmatched_path_is_named_path(self) -> None:
+        """Without a matched route, the detail names the path."""
+        assert problem_of(validation.url_text, b"/x/%00", None, b"").detail.startswith("path:")
+
+    def test_ordinary_text_passes(self) -> None:
+        """UTF-8 without NUL passes, in the path and in the query (plus is a space)."""
+        raw = b"/v1/users/%C3%A9t%C3%A9/recommendations"
+        validation.url_text(raw, USER_RULE, b"genre=%E2%9C%93+x&exclude=a%2Bb&flag")
+
+    @pytest.mark.parametrize("value", ["a\x00", "a\udc80"])
+    def test_identifier_refuses_unstorable_text(self, value: str) -> None:
+        """An id with NUL or a lone surrogate is a 400 naming it (a second line of defence)."""
+        assert problem_of(validation.identifier, value, "user_id").detail.startswith("user_id:")
 
 
 class TestJsonBody:
@@ -76,6 +114,24 @@ class TestJsonBody:
     def test_deep_nesting_is_400(self) -> None:
         """Nesting deep enough to exhaust recursion is a 400, not a crash."""
         assert problem_of(validation.json_body, b"[" * 100_000).status == 400
+
+    @pytest.mark.parametrize(
+        "raw", [b"1" * 5000, b"[" + b"9" * 309 + b"]", b"[1e999]", b'{"a": -1E400}']
+    )
+    def test_numbers_beyond_a_double_are_400(self, raw: bytes) -> None:
+        """A 5000-digit integer, more than 308 digits, or an overflowing float: 400."""
+        assert problem_of(validation.json_body, raw).status == 400
+
+    def test_largest_numbers_pass(self) -> None:
+        """308 digits and 1.7e308 are still numbers we hold."""
+        assert validation.json_body(b"[" + b"9" * 308 + b", 1.7e308]")[1] == 1.7e308
+
+    def test_nesting_is_bounded(self) -> None:
+        """64 levels decode; 65 are a 400 naming the bound."""
+        depth = validation.MAX_JSON_DEPTH
+        assert validation.json_body(b"[" * depth + b"]" * depth)
+        problem = problem_of(validation.json_body, b"[" * (depth + 1) + b"]" * (depth + 1))
+        assert f"{depth} levels" in problem.detail
 
     def test_object(self) -> None:
         """A JSON object decodes."""
@@ -120,6 +176,25 @@ class TestItemBody:
             "item_id"
             in problem_of(validation.item_body, {"title": "T", "item_id": "x"}, "i").detail
         )
+
+    @pytest.mark.parametrize("text", ["a\x00", "\ud800", "x\udfff"])
+    def test_unstorable_text_in_every_field(self, text: str) -> None:
+        """NUL or a lone surrogate in the title, a genre, an attribute key or value: 422 each."""
+        body = {"title": text, "genres": ["ok", text],
+                "attributes": {text: 1, "k": [{"deep": text}]}}  # fmt: skip
+        pointers = [e["pointer"] for e in errors_of(validation.item_body, body, "i")]
+        assert pointers[:2] == ["/title", "/genres/1"]
+        assert "/attributes/k/0/deep" in pointers
+        assert len(pointers) == 4  # and the key
+
+    def test_attributes_depth_is_bounded(self) -> None:
+        """Attributes nest at most MAX_ATTRIBUTES_DEPTH levels (the object itself is one)."""
+        nested: Any = "leaf"
+        for _ in range(validation.MAX_ATTRIBUTES_DEPTH - 1):
+            nested = [nested]
+        assert validation.item_body({"title": "T", "attributes": {"a": nested}}, "i")
+        errors = errors_of(validation.item_body, {"title": "T", "attributes": {"a": [nested]}}, "i")
+        assert errors[0]["detail"].startswith("attributes nest at most")
 
 
 class TestBatchBody:

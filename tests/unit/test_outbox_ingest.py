@@ -44,19 +44,49 @@ class TestValidateBatch:
         assert len(p.extensions["errors"]) == MAX_PROBLEMS
         assert p.extensions["invalid_count"] == 150
 
-    @pytest.mark.parametrize("body", [[], {"events": {}}, {"other": []}, "x", None])
-    def test_wrong_shape_is_400(self, body: Any) -> None:
-        """Anything but an object with an events list answers 400."""
-        assert problem(validate_batch, body).status == 400
+    @pytest.mark.parametrize(
+        "body", [[], {"events": {}}, {"other": []}, {"events": [], "x": 1}, "x", None]
+    )
+    def test_wrong_shape_is_422(self, body: Any) -> None:
+        """Anything but an object with only an events list answers 422 with errors."""
+        p = problem(validate_batch, body)
+        assert p.status == 422
+        assert p.extensions["errors"]
+
+    def test_empty_batch_is_rejected(self) -> None:
+        """An empty events list answers 422 naming /events (the document says minItems 1)."""
+        p = problem(validate_batch, {"events": []})
+        assert p.status == 422
+        assert p.extensions["errors"] == [
+            {"pointer": "/events", "detail": "must hold 1 to 1000 events, got 0"}
+        ]
 
     def test_too_many_events_is_rejected(self) -> None:
         """More than MAX_EVENTS events answers 422 without validating them."""
-        assert problem(validate_batch, {"events": [event()] * (MAX_EVENTS + 1)}).status == 422
+        p = problem(validate_batch, {"events": [event()] * (MAX_EVENTS + 1)})
+        assert p.status == 422
+        assert p.extensions["errors"][0]["pointer"] == "/events"
+
+    @pytest.mark.parametrize("field", ["event_id", "user_id", "item_id"])
+    @pytest.mark.parametrize("text", ["a\x00b", "a\ud800"])
+    def test_unstorable_ids_are_422(self, field: str, text: str) -> None:
+        """NUL or a lone surrogate in an id answers 422 naming the field."""
+        changes: dict[str, Any] = {field: text}
+        p = problem(validate_batch, {"events": [event(1, **changes)]})
+        assert p.status == 422
+        assert p.extensions["errors"][0]["detail"].startswith(field)
 
     def test_non_json_is_400(self) -> None:
         """A body that is not JSON answers 400."""
         assert problem(decode_body, b"{nope").status == 400
         assert problem(decode_body, b"\xff\xfe").status == 400
+
+    @pytest.mark.parametrize(
+        "raw", [b"[" * 100_000, b'{"events": [' + b"1" * 5000 + b"]}", b'{"events": [1e999]}']
+    )
+    def test_deep_or_huge_numbers_are_400(self, raw: bytes) -> None:
+        """Deep nesting and numbers beyond a double's range answer 400, never a crash."""
+        assert problem(decode_body, raw).status == 400
 
 
 class TestOutboxRows:

@@ -136,3 +136,44 @@ class TestRequestContext:
         await app.test_client().get("/users/12345/secret")
         line = next(e for e in logs if e["event"] == "request")
         assert line["route"] == "unmatched"
+
+
+class TestHostileUrls:
+    # Quart's test client re-encodes the path from its decoded form (undecodable
+    # bytes become U+FFFD), so only NUL survives it; tests/unit/test_api_validation.py
+    # covers the bytes and tests/integration/test_hostile_input.py real HTTP.
+    async def test_path_segment_named(self, app: Quart) -> None:
+        """NUL in a path segment: 400 naming the route's parameter."""
+        response = await app.test_client().get("/items/a%00b")
+        assert response.status_code == 400
+        assert response.content_type == CONTENT_TYPE
+        body = await response.get_json()
+        assert_problem(body, 400)
+        assert body["detail"].startswith("item_id: must be UTF-8 text")
+
+    @pytest.mark.parametrize("query", ["genre=%00", "genre=a%ED%A0%80", "genre=%C3"])
+    async def test_query_value_named(self, app: Quart, query: str) -> None:
+        """The same in a query value, on any route: 400 naming the parameter."""
+        response = await app.test_client().get(f"/healthz?{query}")
+        assert response.status_code == 400
+        assert (await response.get_json())["detail"].startswith("genre: must be UTF-8 text")
+
+    async def test_ordinary_text_passes(self, app: Quart) -> None:
+        """Non-ASCII that is valid UTF-8 is ordinary text."""
+        response = await app.test_client().get("/items/%C3%A9t%C3%A9?genre=%E2%9C%93+x")
+        assert response.status_code == 404  # the test route's own answer
+
+
+class TestMetricLabels:
+    async def test_invented_method_is_other(self, app: Quart, logs: Logs) -> None:
+        """A method the app routes nowhere is labelled and logged as `other`."""
+        client: Any = app.test_client()  # quart.typing's open() wrongly requires json=
+        response = await client.open("/healthz", method="FOO1")
+        assert response.status_code == 405
+        line = next(e for e in logs if e["event"] == "request")
+        assert line["method"] == "other"
+
+    async def test_routed_method_is_kept(self, app: Quart, logs: Logs) -> None:
+        """A routed method keeps its name, even on a route that does not allow it."""
+        await app.test_client().delete("/healthz")
+        assert next(e for e in logs if e["event"] == "request")["method"] == "DELETE"
