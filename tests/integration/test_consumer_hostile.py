@@ -192,13 +192,19 @@ class TestConflictingDuplicate:
         row = await db.row("c-1")
         assert row is not None
         assert (row["user_id"], row["item_id"], row["occurred_at"]) == ("dup", "m1", at)
-        assert counted == {"duplicate": 1, "conflict": 1, "processed": 1}, (
-            f"reco_consumer_messages_total counted {counted}"
-        )
+        # Delivery is at least once: a rebalance on a loaded machine may redeliver a batch, and
+        # a redelivered record is counted (and dead-lettered) again. Stored once, always.
+        assert counted.get("processed") == 1, f"reco_consumer_messages_total counted {counted}"
+        assert counted.get("duplicate", 0) >= 1, counted
+        assert counted.get("conflict", 0) >= 1, counted
+        assert set(counted) <= {"processed", "duplicate", "conflict"}, counted
         assert placed[0][1] not in dead, "a true duplicate was dead-lettered"
-        [record] = dead.get(placed[1][1], [None])
-        assert record is not None, "the conflicting duplicate was not dead-lettered"
-        assert (header(record, "reason"), record.value) == ("conflicting_duplicate", encode(other))
+        records = dead.get(placed[1][1], [])
+        assert records, "the conflicting duplicate was not dead-lettered"
+        for record in records:
+            assert (header(record, "reason"), record.value) == (
+                "conflicting_duplicate", encode(other)
+            )  # fmt: skip
 
 
 async def _counted(before: dict[str, float], outcome: str, n: int) -> bool:
@@ -231,12 +237,13 @@ class TestPermanentStoreError:
                 await read_all(settings.kafka_bootstrap, topics.dead_letter), topics.watch_events
             )
         assert await db.stored(e["event_id"] for e in events) == {"s-0", "s-1", "s-3", "s-4"}
-        [record] = dead[placed[2][1]]
-        assert header(record, "reason") == "unprocessable"
-        assert "22003" in (header(record, "detail") or "")
-        assert counted == {"processed": 5, "unprocessable": 1}, (
-            f"reco_consumer_messages_total counted {counted}"
-        )
+        records = dead[placed[2][1]]  # at least once (a redelivered batch rejects it again)
+        for record in records:
+            assert header(record, "reason") == "unprocessable"
+            assert "22003" in (header(record, "detail") or "")
+        assert counted.get("processed") == 5, f"reco_consumer_messages_total counted {counted}"
+        assert counted.get("unprocessable", 0) >= 1, counted
+        assert set(counted) <= {"processed", "unprocessable", "duplicate"}, counted
 
 
 async def _refuse_event_ids_like(db: Db, pattern: str) -> None:
