@@ -79,7 +79,11 @@ async def run_scenario(system: Cluster, scenario: Scenario, tag: str, p: Profile
         )  # fmt: skip
     try:
         await anyio.sleep(p.lead + 1.0)  # the workload's start-up, then the lead
-        await scenario.act(system, ctx)
+        try:
+            await scenario.act(system, ctx)
+        except Exception as exc:  # noqa: BLE001 - reported as the scenario's failure
+            ctx.violations.append(f"the fault could not run: {type(exc).__name__}: {exc}")
+            await restart_dead(system)
         with anyio.fail_after(seconds + 60):
             await load.wait()
     finally:
@@ -96,6 +100,12 @@ async def run_scenario(system: Cluster, scenario: Scenario, tag: str, p: Profile
             f"the workload failed (exit {load.returncode}); see {tag}.workload.log"
         )
     return await check_all(system, tag, scenario, ctx, records, mark, liveness, began)
+
+
+async def restart_dead(system: Cluster) -> None:
+    for instance in system.instances:
+        if not instance.alive:
+            await system.start_instance(instance)
 
 
 async def check_all(

@@ -45,12 +45,14 @@ class Scenario:
 
 async def leader(system: Cluster) -> Instance:
     """The instance leading the relay now (waits briefly for one)."""
-    with anyio.fail_after(15):
-        while True:
+    leaders: list[Instance] = []
+    with anyio.move_on_after(15):
+        while len(leaders) != 1:
             leaders = await system.leaders()
-            if len(leaders) == 1:
-                return leaders[0]
             await anyio.sleep(0.1)
+    if len(leaders) != 1:
+        raise RuntimeError(f"{len(leaders)} relay leaders, not one, for 15 s before the fault")
+    return leaders[0]
 
 
 async def other_than(system: Cluster, instance: Instance) -> Instance:
