@@ -312,6 +312,15 @@ class Database:
             raise DatabaseUnavailable(
                 f"no pool connection within {self.settings.db_acquire_timeout:g} s"
             ) from None
+        except Exception as exc:
+            # The pool replaces a closed connection on acquire: with the server down or
+            # restarting, that connect fails (refused, "starting up", closed mid-setup).
+            # Untranslated, it crashed the consumer after a PostgreSQL SIGKILL (chaos suite).
+            translated = translate(exc)
+            if translated is None:
+                raise
+            metrics.db_query_errors.inc({"class": classify(exc).value})
+            raise translated from exc
         finally:
             metrics.db_acquire_wait.observe({}, time.perf_counter() - began)
         self._update_pool_gauges()

@@ -200,6 +200,23 @@ class TestUnavailableServer:
         assert db.readiness.get(CHECK) is not None
         assert not db.readiness.ready
 
+    async def test_acquire_while_the_server_is_down_is_unavailable(
+        self, own_postgres: EmbeddedPostgres
+    ) -> None:
+        """The pool reconnects on acquire; a refused connect is DatabaseUnavailable, not the
+        raw OSError (regression: the consumer crashed on it after a PostgreSQL SIGKILL)."""
+        db = Database(own_settings(own_postgres), Readiness())
+        async with anyio.create_task_group() as tg:
+            await tg.start(db.run)
+            own_postgres.stop()
+            try:
+                with pytest.raises(DatabaseUnavailable):
+                    async with db.connection():
+                        pass
+            finally:
+                await anyio.to_thread.run_sync(own_postgres.start)
+            db.stop_nowait()
+
     async def test_start_up_waits_for_the_server(self, own_postgres: EmbeddedPostgres) -> None:
         """A server that comes up within the deadline is waited for, not failed on."""
         own_postgres.stop()
