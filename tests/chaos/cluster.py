@@ -35,6 +35,7 @@ TOKEN = "chaos-token-0123456789abcdefghijklmnop"
 SHUTDOWN_TIMEOUT = 5.0
 FAILOVER_TIMEOUT = 5.0
 LEADER_RETRY = 0.2
+WRITER_RETRY_TIMEOUT = 30.0
 POLL = 0.1
 
 
@@ -54,6 +55,8 @@ def service_env(database_url: str, bootstrap: str, port: int) -> dict[str, str]:
         "RECO_RELAY_LEADER_RETRY": str(LEADER_RETRY), "RECO_RELAY_POLL_INTERVAL": "0.2",
         "RECO_RELAY_STOP_TIMEOUT": "2", "RECO_RELAY_FAILOVER_TIMEOUT": str(FAILOVER_TIMEOUT),
         "RECO_RELAY_PUBLISH_TIMEOUT": "5", "RECO_OUTBOX_CHECK_INTERVAL": "0.5",
+        # longer than any outage here, so that only a SIGKILL may lose impressions
+        "RECO_WRITER_RETRY_TIMEOUT": str(WRITER_RETRY_TIMEOUT),
     }  # fmt: skip
 
 
