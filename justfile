@@ -45,8 +45,12 @@ bench *ARGS:
 evaluate PATH="../shared/datasets/ml-100k/ml-100k.inter":
     reco evaluate {{PATH}}
 
-# chaos smoke on the embedded stack, run by hand (not in CI): docs/operations/chaos.md
+# chaos suite: faults under load, invariants checked (--short in CI, --long by hand): docs/operations/chaos.md
 chaos *ARGS:
+    python -m tests.chaos {{ARGS}}
+
+# the older readiness-only chaos smoke, without load (by hand)
+chaos-smoke *ARGS:
     python deploy/chaos/smoke.py {{ARGS}}
 
 # API fuzzing with a larger budget: EXAMPLES fuzzing-phase cases per operation (CI runs 580)

@@ -1,4 +1,4 @@
-"""The ``reco`` command: serve, dev, migrate, check-migrations, evaluate."""
+"""The ``reco`` command: serve, dev, migrate, check-migrations, check-aggregates, evaluate."""
 
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("migrate", help="apply pending migrations")
     sub.add_parser("check-migrations", help="check naming, order, checksums and drift")
+    sub.add_parser(
+        "check-aggregates",
+        help="recompute history, popularity and co-occurrence from watch_events and compare",
+    )
     evaluate = sub.add_parser("evaluate", help="offline quality evaluation on a ratings file")
     evaluate.add_argument("path", type=Path)
     evaluate.add_argument("--url", default=None, help="use a running service instead of dev")
@@ -81,6 +85,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from reco.db import admin
 
         return anyio.run(admin.check_command, settings)
+    if args.command == "check-aggregates":
+        from reco import audit
+
+        return anyio.run(audit.check_command, settings)
     if args.command == "evaluate":
         return _evaluate(settings, args.path, args.url)
     raise AssertionError(args.command)

@@ -29,6 +29,7 @@ exception, an open transaction, a connection not acquired through
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import time
@@ -239,8 +240,7 @@ class Database:
         try:
             # The proxy forwards every Connection method; SQL functions take a Connection.
             yield cast(asyncpg.Connection, conn)
-            if not conn.is_in_transaction():
-                self._clean.add(conn.get_server_pid())
+            self._note_clean(conn)
         except anyio.get_cancelled_exc_class():
             broken = True
             raise
@@ -253,10 +253,38 @@ class Database:
             raise translated from exc
         finally:
             with anyio.CancelScope(shield=True):
-                if broken:
-                    conn.terminate()
-                await pool.release(conn, timeout=self.settings.db_acquire_timeout)
+                await self._give_back(pool, conn, broken=broken)
             self._update_pool_gauges()
+
+    def _note_clean(self, conn: Any) -> None:
+        """A connection released outside a transaction needs no reset query; one the pool
+        already took back (its session ended under the block) has nothing to note."""
+        with contextlib.suppress(asyncpg.InterfaceError):
+            if not conn.is_in_transaction():
+                self._clean.add(conn.get_server_pid())
+
+    async def _give_back(self, pool: asyncpg.Pool, conn: Any, *, broken: bool) -> None:
+        """Return ``conn`` to the pool; one that died meanwhile is the pool's to replace.
+
+        ``pool.release`` resets the connection, and when the server is gone (killed,
+        restarted) the reset fails, asyncpg terminates the connection and then raises
+        (``ConnectionDoesNotExistError``); a connection the protocol already closed
+        has left the pool, and terminating or releasing its proxy raises
+        ``InterfaceError``. The work of the block is over by then (committed or not,
+        as the block saw), so such an error is counted and logged here, never raised
+        from the ``finally`` of :meth:`connection`, where it would escape untranslated
+        and crash the component that asked (seen: the consumer, after a PostgreSQL
+        SIGKILL, in the chaos suite).
+        """
+        try:
+            if broken:
+                conn.terminate()
+            await pool.release(conn, timeout=self.settings.db_acquire_timeout)
+        except Exception as exc:
+            if translate(exc) is None:
+                raise
+            metrics.db_query_errors.inc({"class": classify(exc).value})
+            log.warning("connection lost while returned to the pool", error=repr(exc))
 
     async def _init(self, conn: asyncpg.Connection) -> None:
         """The pool's hook for each new connection: TCP keepalives on our end."""
@@ -284,6 +312,15 @@ class Database:
             raise DatabaseUnavailable(
                 f"no pool connection within {self.settings.db_acquire_timeout:g} s"
             ) from None
+        except Exception as exc:
+            # The pool replaces a closed connection on acquire: with the server down or
+            # restarting, that connect fails (refused, "starting up", closed mid-setup).
+            # Untranslated, it crashed the consumer after a PostgreSQL SIGKILL (chaos suite).
+            translated = translate(exc)
+            if translated is None:
+                raise
+            metrics.db_query_errors.inc({"class": classify(exc).value})
+            raise translated from exc
         finally:
             metrics.db_acquire_wait.observe({}, time.perf_counter() - began)
         self._update_pool_gauges()

@@ -21,14 +21,24 @@ def broker_binary() -> str:
 
 
 class EmbeddedBroker:
-    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+    """One Tansu broker on 127.0.0.1:``port``.
+
+    ``advertised_port`` (default: ``port``) is the port named in the metadata the
+    broker answers, where clients then connect: the chaos suite puts a fault proxy
+    there, so that every connection, not only the bootstrap one, goes through it.
+    """
+
+    def __init__(
+        self, log_dir: Path, port: int | None = None, *, advertised_port: int | None = None
+    ) -> None:
         self.log_dir = Path(log_dir)
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     @property
     def pid(self) -> int:
@@ -38,10 +48,11 @@ class EmbeddedBroker:
     def start(self, timeout: float = 30.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         log = open(self.log_dir / "broker.log", "ab")  # noqa: SIM115 - handed to the child
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self.process = subprocess.Popen(
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip

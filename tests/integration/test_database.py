@@ -200,6 +200,23 @@ class TestUnavailableServer:
         assert db.readiness.get(CHECK) is not None
         assert not db.readiness.ready
 
+    async def test_acquire_while_the_server_is_down_is_unavailable(
+        self, own_postgres: EmbeddedPostgres
+    ) -> None:
+        """The pool reconnects on acquire; a refused connect is DatabaseUnavailable, not the
+        raw OSError (regression: the consumer crashed on it after a PostgreSQL SIGKILL)."""
+        db = Database(own_settings(own_postgres), Readiness())
+        async with anyio.create_task_group() as tg:
+            await tg.start(db.run)
+            own_postgres.stop()
+            try:
+                with pytest.raises(DatabaseUnavailable):
+                    async with db.connection():
+                        pass
+            finally:
+                await anyio.to_thread.run_sync(own_postgres.start)
+            db.stop_nowait()
+
     async def test_start_up_waits_for_the_server(self, own_postgres: EmbeddedPostgres) -> None:
         """A server that comes up within the deadline is waited for, not failed on."""
         own_postgres.stop()
@@ -249,3 +266,46 @@ class TestReset:
         async with database.connection() as conn:
             assert not conn.is_in_transaction()
             assert await conn.fetchval("SHOW application_name") == "reco"
+
+
+async def terminate_backend(settings: Settings, pid: int) -> None:
+    """End a session from the server side, as a PostgreSQL crash or restart does."""
+    other = await asyncpg.connect(settings.database_url)
+    try:
+        await other.execute("SELECT pg_terminate_backend($1)", pid)
+        with anyio.fail_after(BOUND):
+            while await other.fetchval(  # noqa: ASYNC110 - polling the server's view
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid
+            ):
+                await anyio.sleep(0.01)
+    finally:
+        await other.close()
+
+
+class TestServerEndsTheSession:
+    """A session the server ended while checked out (found by the chaos suite's PostgreSQL
+    SIGKILL): the pool's release must not raise the raw asyncpg error from ``connection()``'s
+    ``finally``, where nothing translates it and the caller (the consumer) crashed."""
+
+    async def test_a_statement_then_fails_translated(
+        self, database: Database, fast: Settings
+    ) -> None:
+        async def statement_after_the_end() -> None:
+            async with database.connection() as conn, conn.transaction():
+                await terminate_backend(fast, conn.get_server_pid())
+                await conn.execute("SELECT 1")
+
+        with pytest.raises(DatabaseUnavailable):
+            await statement_after_the_end()
+        async with database.connection() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+
+    async def test_a_transaction_left_open_is_released_quietly(
+        self, database: Database, fast: Settings
+    ) -> None:
+        """The block's work is over: the dead session is the pool's to replace, not an error."""
+        async with database.connection() as conn:
+            await conn.execute("BEGIN")
+            await terminate_backend(fast, conn.get_server_pid())
+        async with database.connection() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
