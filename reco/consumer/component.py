@@ -402,6 +402,10 @@ class WatchEventConsumer:
                 ends = await self._consumer.end_offsets(assigned)
             else:  # not (yet) in the group: still prove the broker answers (a metadata request)
                 await self._consumer.topics()
+        metrics.consumer_assigned_partitions.set({}, len(assigned))
+        known = self._consumer.partitions_for_topic(self.settings.watch_events_topic)
+        if known:  # what the fleet's assignments must cover (alert RecoConsumerPartitionsUnowned)
+            metrics.consumer_topic_partitions.set({}, len(known))
         total = 0
         for tp in assigned:
             position = self._positions.get(tp)

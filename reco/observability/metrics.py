@@ -59,6 +59,12 @@ consumer_messages = _counter(
     "Watch-event messages by outcome (processed|duplicate|invalid|conflict|unprocessable).",
 )
 consumer_lag = _gauge("reco_consumer_lag", "High-water mark minus position, per partition.")
+consumer_assigned_partitions = _gauge(
+    "reco_consumer_assigned_partitions", "Watch-event partitions this instance's consumer owns."
+)
+consumer_topic_partitions = _gauge(
+    "reco_consumer_topic_partitions", "Partitions of the watch-event topic (broker metadata)."
+)
 consumer_batch_duration = _histogram(
     "reco_consumer_batch_duration_seconds", "Time to store one consumer batch.", _BATCH
 )

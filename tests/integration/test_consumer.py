@@ -15,6 +15,7 @@ from aiokafka.structs import TopicPartition
 from reco.consumer import component
 from reco.db.pool import Database
 from reco.engine import ingest
+from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
 from tests.conftest import Topics
@@ -40,6 +41,12 @@ pytestmark = [
 ]
 
 
+async def _owns_every_partition() -> bool:
+    """The one consumer owns all 4 partitions the broker creates, and says so."""
+    owned = metrics.consumer_assigned_partitions.values.get({}, 0)
+    return bool(owned == metrics.consumer_topic_partitions.values.get({}, -1) == 4)
+
+
 class TestDelivery:
     async def test_events_land_once(self, kafka_settings: Settings, topics: Topics) -> None:
         """Every produced event is stored and applied exactly once."""
@@ -49,6 +56,7 @@ class TestDelivery:
             await send(client, topics.watch_events, [event(n) for n in range(200)])
             await wait_until(lambda: store.has(200))
             await wait_until(_ready(run.readiness))
+            await wait_until(_owns_every_partition)
         assert await store.ids() == sorted(f"e{n}" for n in range(200))
         assert await applied(store) == 200
 
