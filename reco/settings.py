@@ -173,6 +173,7 @@ class Settings:
 
     # --- recommendations ----------------------------------------------------
     recs_cache_ttl: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+    recs_list_cache_size: int = attrs.field(default=20_000, validator=attrs.validators.ge(0))
 
     @property
     def should_migrate_on_start(self) -> bool:
