@@ -33,6 +33,7 @@ Nothing is installed here; wrk must be (and ``hdrhistogram`` for step 3).
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
 import os
@@ -47,6 +48,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -287,19 +289,23 @@ async def fill_aggregates(conn: asyncpg.Connection) -> None:
 
 
 async def time_engine(database_url: str, users: list[str], samples: int,
-                      limit: int) -> list[float]:  # fmt: skip
-    """Seconds per ``Recommender.for_user`` call, one at a time, in this process."""
+                      limit: int) -> tuple[list[float], list[float]]:  # fmt: skip
+    """Seconds per ``Recommender.for_user`` call, one at a time, in this process: the
+    first call for each user (scored) and the repeats (served again, when kept)."""
     settings = Settings(database_url=database_url, db_pool_min_size=1, db_pool_max_size=2)
     database = Database(settings, Readiness())
     await database.open()
     try:
         recommender = Recommender(database, settings)
-        durations = []
+        first: list[float] = []
+        again: list[float] = []
+        seen: set[str] = set()
         for user in random.Random(7).choices(users, k=samples):
             began = time.perf_counter()
             await recommender.for_user(user, limit=limit)
-            durations.append(time.perf_counter() - began)
-        return durations
+            (again if user in seen else first).append(time.perf_counter() - began)
+            seen.add(user)
+        return first, again
     finally:
         await database.aclose()
 
@@ -318,7 +324,7 @@ def measure(args: argparse.Namespace, server: Server, database_url: str,
         engine = anyio.run(time_engine, database_url, users, args.engine_samples, args.limit)
     except Exception as exc:  # noqa: BLE001 - the HTTP figures are still worth printing
         print(f"bench: could not time the engine on its own: {exc!r}", file=sys.stderr)
-        engine = []
+        engine = ([], [])
     before = server_counters(server)
     results = run_all(args, server, bare, users)
     after = server_counters(server)
@@ -371,6 +377,7 @@ def run_all(args: argparse.Namespace, server: Server, bare: Server | None,
         print(result.line(), flush=True)
         return result
 
+    warm_every_user(server, users, args.limit)
     run("warm-up", recs, WARM_UP)
     health_runs, recs_runs, bare_runs = [run("/healthz", health)], [], []
     with profiling(server, args.profile, slice_seconds * args.rounds * (3 if bare else 2)):
@@ -384,9 +391,26 @@ def run_all(args: argparse.Namespace, server: Server, bare: Server | None,
     return Results(health_runs, recs_runs, bare_runs, health_c1, recs_c1)
 
 
+def warm_every_user(server: Server, users: list[str], limit: int) -> None:
+    """One request per user (8 at a time), as a process that has served a while has seen."""
+    began = time.perf_counter()
+
+    def one(user: str) -> int:
+        with httpx.Client(base_url=server.base_url, timeout=30) as client:
+            return client.get(f"/v1/users/{user}/recommendations?limit={limit}").status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = collections.Counter(pool.map(one, users))
+    print(f"warm-up: every user once in {time.perf_counter() - began:.1f} s, statuses "
+          f"{dict(statuses)}", flush=True)  # fmt: skip
+
+
 COUNTERS = {
     "503": re.compile(r'^reco_http_requests_total\{[^}]*status="503"[^}]*\} (\S+)$', re.MULTILINE),
     "dropped": re.compile(r"^reco_background_dropped_total\{[^}]*\} (\S+)$", re.MULTILINE),
+    "acquire timeouts": re.compile(
+        r"^reco_db_acquire_timeouts_total(?:\{[^}]*\})? (\S+)$", re.MULTILINE
+    ),
 }
 
 
@@ -490,7 +514,7 @@ def _combined(runs: list[WrkResult]) -> str:
     )
 
 
-def report(args: argparse.Namespace, results: Results, engine: list[float],
+def report(args: argparse.Namespace, results: Results, engine: tuple[list[float], list[float]],
            counters: dict[str, float], open_loop: dict[str, Any] | None) -> None:  # fmt: skip
     ratios, bare_ratios = results.ratios(), results.bare_ratios()
 
@@ -516,12 +540,14 @@ def report(args: argparse.Namespace, results: Results, engine: list[float],
     wrk_non_2xx = sum(r.non_2xx for r in results.recs)
     print(f"closed loop, sync mode: {wrk_non_2xx} non-2xx answers to recommendations (wrk), "
           f"{counters.get('503', 0):.0f} 503 answers and {counters.get('dropped', 0):.0f} "
-          f"impressions dropped (server metrics, over every closed-loop slice); target 0")  # fmt: skip
-    if len(engine) >= 2:
-        quantiles = statistics.quantiles(engine, n=100)
-        print(f"engine alone (Recommender.for_user, sequential, {len(engine)} calls): "
-              f"mean {ms(statistics.fmean(engine)):.2f} ms, p50 {ms(quantiles[49]):.2f} ms, "
-              f"p99 {ms(quantiles[98]):.2f} ms")  # fmt: skip
+          f"impressions dropped, {counters.get('acquire timeouts', 0):.0f} pool acquire timeouts "
+          f"(server metrics, over every closed-loop slice); target 0 from the impression path")  # fmt: skip
+    for name, durations in zip(("first call per user", "repeats"), engine, strict=True):
+        if len(durations) >= 2:
+            quantiles = statistics.quantiles(durations, n=100)
+            print(f"engine alone (Recommender.for_user, sequential), {name}, {len(durations)} "
+                  f"calls: mean {ms(statistics.fmean(durations)):.2f} ms, p50 "
+                  f"{ms(quantiles[49]):.2f} ms, p99 {ms(quantiles[98]):.2f} ms")  # fmt: skip
     print(f"one connection: /healthz p50 {results.health_c1.p50_ms:.2f} ms, "
           f"recommendations p50 {results.recs_c1.p50_ms:.2f} ms")  # fmt: skip
     if open_loop is not None:
