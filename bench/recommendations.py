@@ -45,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -114,6 +115,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--impressions", type=int, default=30_000,
                         help="impressions pushed through the writer and relay (0: skip)")  # fmt: skip
     parser.add_argument("--no-bare", action="store_true", help="no bare Quart app ceiling")
+    parser.add_argument("--server-log", type=Path, default=None,
+                        help="keep a copy of the server's log here")  # fmt: skip
     return parser.parse_args()
 
 
@@ -185,6 +188,8 @@ def serving(database_url: str, bootstrap: str | None, args: argparse.Namespace,
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if args.server_log is not None:
+            shutil.copyfile(log, args.server_log)
 
 
 @contextmanager
@@ -395,12 +400,19 @@ def warm_every_user(server: Server, users: list[str], limit: int) -> None:
     """One request per user (8 at a time), as a process that has served a while has seen."""
     began = time.perf_counter()
 
-    def one(user: str) -> int:
-        with httpx.Client(base_url=server.base_url, timeout=30) as client:
-            return client.get(f"/v1/users/{user}/recommendations?limit={limit}").status_code
+    local = threading.local()
 
+    def one(user: str) -> int:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=server.base_url, timeout=30)
+            clients.append(local.client)
+        return int(local.client.get(f"/v1/users/{user}/recommendations?limit={limit}").status_code)
+
+    clients: list[httpx.Client] = []
     with ThreadPoolExecutor(8) as pool:
         statuses = collections.Counter(pool.map(one, users))
+    for client in clients:
+        client.close()
     print(f"warm-up: every user once in {time.perf_counter() - began:.1f} s, statuses "
           f"{dict(statuses)}", flush=True)  # fmt: skip
 
