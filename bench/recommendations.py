@@ -115,6 +115,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--impressions", type=int, default=30_000,
                         help="impressions pushed through the writer and relay (0: skip)")  # fmt: skip
     parser.add_argument("--no-bare", action="store_true", help="no bare Quart app ceiling")
+    parser.add_argument("--server-env", action="append", default=[], metavar="RECO_X=VALUE",
+                        help="a setting of the server (repeatable)")  # fmt: skip
     parser.add_argument("--server-log", type=Path, default=None,
                         help="keep a copy of the server's log here")  # fmt: skip
     return parser.parse_args()
@@ -169,6 +171,7 @@ def serving(database_url: str, bootstrap: str | None, args: argparse.Namespace,
         "RECO_HTTP_BIND": f"127.0.0.1:{port}", "RECO_API_TOKENS": TOKEN,
         "RECO_LOG_LEVEL": args.log_level, "RECO_MIGRATE_ON_START": "true",
     }  # fmt: skip
+    env |= dict(item.split("=", 1) for item in args.server_env)
     if bootstrap is None:
         env |= {"RECO_CONSUMER_ENABLED": "false", "RECO_RELAY_ENABLED": "false"}
     else:
@@ -420,6 +423,15 @@ def warm_every_user(server: Server, users: list[str], limit: int) -> None:
 COUNTERS = {
     "503": re.compile(r'^reco_http_requests_total\{[^}]*status="503"[^}]*\} (\S+)$', re.MULTILINE),
     "dropped": re.compile(r"^reco_background_dropped_total\{[^}]*\} (\S+)$", re.MULTILINE),
+    "writer batches": re.compile(
+        r"^reco_background_batch_duration_seconds_count (\S+)$", re.MULTILINE
+    ),
+    "writer batches over 1 s": re.compile(
+        r'^reco_background_batch_duration_seconds_bucket\{le="\+Inf"\} (\S+)$', re.MULTILINE
+    ),
+    "writer batches within 1 s": re.compile(
+        r'^reco_background_batch_duration_seconds_bucket\{le="1.0"\} (\S+)$', re.MULTILINE
+    ),
     "acquire timeouts": re.compile(
         r"^reco_db_acquire_timeouts_total(?:\{[^}]*\})? (\S+)$", re.MULTILINE
     ),
@@ -554,6 +566,9 @@ def report(args: argparse.Namespace, results: Results, engine: tuple[list[float]
           f"{counters.get('503', 0):.0f} 503 answers and {counters.get('dropped', 0):.0f} "
           f"impressions dropped, {counters.get('acquire timeouts', 0):.0f} pool acquire timeouts "
           f"(server metrics, over every closed-loop slice); target 0 from the impression path")  # fmt: skip
+    slow = counters.get("writer batches over 1 s", 0) - counters.get("writer batches within 1 s", 0)
+    print(f"impression writer in the server meanwhile: {counters.get('writer batches', 0):.0f} "
+          f"batches, {slow:.0f} of them over 1 s")  # fmt: skip
     for name, durations in zip(("first call per user", "repeats"), engine, strict=True):
         if len(durations) >= 2:
             quantiles = statistics.quantiles(durations, n=100)
