@@ -15,7 +15,7 @@ line to the stream the stdlib handler writes to, under that handler's lock:
 going through stdlib ``logging`` (a LogRecord, then a copy of it in
 ProcessorFormatter, the stdlib JSON encoder) made the access line the
 largest part of what reco adds to a request (docs/performance.md, "Read
-API"). Lines from stdlib loggers (hypercorn, aiokafka, asyncpg) still go
+path (issue 13)"). Lines from stdlib loggers (hypercorn, aiokafka, asyncpg) still go
 through the handler and its ProcessorFormatter, to the same shape.
 """
 
