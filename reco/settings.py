@@ -147,11 +147,11 @@ class Settings:
     cooccurrence_fold_parts: int = attrs.field(default=2, validator=_positive)
 
     # --- impressions (background work) -------------------------------------
-    max_background_tasks: int = attrs.field(default=1024, validator=_positive)
+    max_background_tasks: int = attrs.field(default=8192, validator=_positive)
     background_mode: BackgroundMode = BackgroundMode.SYNC
     background_put_timeout: float = attrs.field(default=0.25, validator=_positive)
     writer_batch_max: int = attrs.field(default=500, validator=_positive)
-    writer_batch_wait: float = attrs.field(default=0.05, validator=_positive)
+    writer_batch_wait: float = attrs.field(default=0.25, validator=_positive)
     writer_drain_timeout: float = attrs.field(default=5.0, validator=_positive)
     writer_retry_timeout: float = attrs.field(default=10.0, validator=_positive)
 
@@ -173,6 +173,7 @@ class Settings:
 
     # --- recommendations ----------------------------------------------------
     recs_cache_ttl: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+    recs_list_cache_size: int = attrs.field(default=20_000, validator=attrs.validators.ge(0))
 
     @property
     def should_migrate_on_start(self) -> bool:

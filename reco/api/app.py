@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -73,11 +73,11 @@ def _routed_methods(app: Quart) -> frozenset[str]:
 
 async def _begin() -> None:
     g.started = time.perf_counter()
-    g.request_id = uuid.uuid4().hex
+    g.request_id = new_id()
     supplied = request.headers.get("X-Correlation-ID", "")
-    g.correlation_id = supplied if CORRELATION_ID.match(supplied) else uuid.uuid4().hex
+    g.correlation_id = supplied if CORRELATION_ID.match(supplied) else new_id()
     structlog.contextvars.bind_contextvars(request_id=g.request_id, correlation_id=g.correlation_id)
-    metrics.http_in_flight.inc({})
+    metrics.http_in_flight_level.value += 1
     g.in_flight = True
 
 
@@ -93,20 +93,25 @@ async def _check_url_text() -> None:
     validation.url_text(raw_path, rule.rule if rule is not None else None, request.query_string)
 
 
+def new_id() -> str:
+    """32 random hex digits (what ``uuid4().hex`` gave, without the UUID object: 6x faster)."""
+    return os.urandom(16).hex()
+
+
 async def _finish(response: Response) -> Response:
     if not getattr(g, "in_flight", False):
         return response  # _begin never ran (the request failed before it)
     g.in_flight = False
-    metrics.http_in_flight.dec({})
+    metrics.http_in_flight_level.value -= 1
     duration = time.perf_counter() - g.started
     route = route_template()
-    labels = {"method": method_label(), "route": route}
-    metrics.http_requests.inc({**labels, "status": str(response.status_code)})
-    metrics.http_duration.observe(labels, duration)
+    method = method_label()
+    metrics.http_requests_tally.inc(method, route, str(response.status_code))
+    metrics.http_duration_observations.observe(duration, method, route)
     response.headers["X-Request-ID"] = g.request_id
     response.headers["X-Correlation-ID"] = g.correlation_id
     access_log.info(
-        "request", method=labels["method"], route=route, status=response.status_code,
+        "request", method=method, route=route, status=response.status_code,
         duration=round(duration, 6),
     )  # fmt: skip
     structlog.contextvars.unbind_contextvars("request_id", "correlation_id")

@@ -76,7 +76,7 @@ async def _serve(endpoint: str, user_id: str | None, recs: RecommendationList) -
     """Record the impression, count the list, and answer it."""
     recommendation_id = uuid.uuid4()
     await state().impressions.submit(impression(recommendation_id, endpoint, user_id, recs))
-    metrics.recommendations_served.inc({"endpoint": endpoint, "algorithm": recs.algorithm})
+    metrics.recommendations_served_tally.inc(endpoint, recs.algorithm)
     body = encode_list(recommendation_id, user_id, recs)
     return Response(body, content_type="application/json")
 

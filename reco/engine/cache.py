@@ -15,6 +15,12 @@ does not track, and each item's ItemInfo is kept once in ``items``
 (refreshed whenever a fetch returns it): the cache adds almost nothing to
 what a full garbage collection has to walk, so it cannot stall the event
 loop for long.
+
+Each sync has a number (``syncs``). The cache remembers, per item, the sync
+that last reported it changed, and the last sync that changed the inactive
+set or started from empty: :meth:`unchanged_since` tells the per-user list
+cache (reco/engine/lists.py) whether lists scored at some sync still rest on
+the same model data for their seeds.
 """
 
 from __future__ import annotations
@@ -47,6 +53,16 @@ class ModelCache:
         self._synced_at = -float("inf")
         self._mark: dt.datetime | None = None
         self._lock = anyio.Lock()
+        self.syncs = 0  # syncs done so far
+        self._changed_in: dict[str, int] = {}  # item -> the sync that last saw it change
+        self._reset_in = 0  # the last sync that started afresh or changed the inactive set
+
+    def unchanged_since(self, sync: int, seeds: Sequence[str]) -> bool:
+        """True when no sync after ``sync`` changed the inactive set or one of ``seeds``."""
+        if self._reset_in > sync:
+            return False
+        changed_in = self._changed_in.get
+        return all(changed_in(seed, 0) <= sync for seed in seeds)
 
     async def refresh(self, conn: asyncpg.Connection) -> None:
         """Sync with the database when the last sync is older than ``ttl``.
@@ -85,12 +101,18 @@ class ModelCache:
         since = None if self._mark is None else self._mark - OVERLAP
         mark, changed, inactive = await queries.model_changes(conn, since)
         self.trending = await queries.trending(conn, limit=TRENDING_CACHED)
+        self.syncs += 1
         if since is None:
             self._neighbours.clear()
             self.items.clear()
+            self._changed_in.clear()
+            self._reset_in = self.syncs
         for item in changed:
             self._neighbours.pop(item, None)
-        self.inactive = frozenset(inactive)
+            self._changed_in[item] = self.syncs
+        if (now_inactive := frozenset(inactive)) != self.inactive:
+            self._reset_in = self.syncs
+        self.inactive = now_inactive
         self._mark = mark
         self._synced_at = began
 

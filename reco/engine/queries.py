@@ -14,10 +14,17 @@ from reco.engine.scoring import ItemInfo, Neighbours, normalise
 
 _ITEM_COLUMNS = "i.item_id, i.title, i.genres, p.user_count, p.log_score"
 
-# One row with one array (decoded in asyncpg's C code), not a record per item.
+# The user's version stamp (sql/0004_user_versions.sql; 0 without a row) and, unless
+# it is $2 (the stamp of the list the caller holds), the whole history, most recent
+# first: one statement, so both come from one snapshot. One row with one array
+# (decoded in asyncpg's C code), not a record per item.
 _HISTORY = """
-SELECT coalesce(array_agg(item_id ORDER BY last_watched_at DESC, item_id), '{}')
-FROM user_history WHERE user_id = $1
+SELECT v.version,
+       CASE WHEN v.version IS NOT DISTINCT FROM $2::bigint THEN NULL ELSE
+           (SELECT coalesce(array_agg(item_id ORDER BY last_watched_at DESC, item_id), '{}')
+            FROM user_history WHERE user_id = $1)
+       END AS history
+FROM (SELECT coalesce((SELECT version FROM user_versions WHERE user_id = $1), 0) AS version) AS v
 """
 
 # The top-K neighbours of each seed by raw weight (two index ranges each: the
@@ -89,10 +96,15 @@ def _info(r: asyncpg.Record) -> ItemInfo:
                     float(r["log_score"]))  # fmt: skip
 
 
-async def history(conn: asyncpg.Connection, user_id: str) -> list[str]:
-    """Every item the user watched, most recent first (read fresh: read-after-write)."""
-    items: list[str] = await conn.fetchval(_HISTORY, user_id)
-    return items
+async def history(
+    conn: asyncpg.Connection, user_id: str, unless: int | None = None
+) -> tuple[int, list[str] | None]:
+    """The user's version stamp, and every item the user watched, most recent first
+    (read fresh: read-after-write); None instead of the items when the stamp is
+    ``unless``: the history is then the one that stamp was read with."""
+    row = await conn.fetchrow(_HISTORY, user_id, unless)
+    assert row is not None
+    return int(row["version"]), row["history"]
 
 
 async def neighbours(

@@ -3,11 +3,14 @@
 Handlers depend on this interface only; how lists are scored (reco/engine/
 scoring.py, pure) and which aggregates are read is the engine's business.
 
-for_user costs one query on the hot path when the cache is warm: the user's
-history, always read fresh, so a committed watch shows in the next list.
-Neighbour lists, the trending list and the inactive set are model data, in a
-per-process cache (reco/engine/cache.py) at most about ``recs_cache_ttl`` old;
-a seed whose list is not cached costs one more query.
+for_user costs one query on the hot path: the user's version stamp, always
+read fresh, so a committed watch shows in the next list. While the stamp and
+the model data of the user's seeds are unchanged, the list scored last time
+is served again (reco/engine/lists.py); otherwise the same query returns the
+history too, and the list is scored. Neighbour lists, the trending list and
+the inactive set are model data, in a per-process cache (reco/engine/cache.py)
+at most about ``recs_cache_ttl`` old; a seed whose list is not cached costs
+one more query.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Sequence
 from reco.db.pool import Database
 from reco.engine import queries, scoring
 from reco.engine.cache import ModelCache
+from reco.engine.lists import ListCache
 from reco.engine.scoring import Reason, RecommendationList, ScoredItem
 from reco.settings import Settings
 
@@ -30,16 +34,36 @@ class Recommender:
         self.database = database
         self.settings = settings
         self.cache = ModelCache(settings.recs_cache_ttl)
+        self.lists = ListCache(settings.recs_list_cache_size)
 
     async def for_user(
         self, user_id: str, *, limit: int, genres: Sequence[str] = (),
         exclude: frozenset[str] = frozenset(),
     ) -> RecommendationList:  # fmt: skip
         """Never an item the user watched, never an inactive one; trending for cold users."""
+        key = (user_id, limit, frozenset(genres), exclude)
         async with self.database.connection() as conn:
             await self.cache.refresh(conn)
-            history = await queries.history(conn, user_id)
-            neighbours = await self.cache.neighbours(conn, scoring.seeds_of(history))
+            sync = self.cache.syncs  # before the neighbours are read: see lists.py
+            kept = self.lists.candidate(key, self.cache.unchanged_since)
+            version, history = await queries.history(conn, user_id, kept)
+            if history is None:  # the stamp is the kept list's
+                if (found := self.lists.get(key, version)) is not None:
+                    return found
+                # Replaced or evicted by another request meanwhile: read it all.
+                version, history = await queries.history(conn, user_id)
+                assert history is not None
+            self.lists.misses += 1
+            seeds = scoring.seeds_of(history)
+            neighbours = await self.cache.neighbours(conn, seeds)
+        recs = await self._score(history, neighbours, limit, genres, exclude)
+        self.lists.put(key, version, sync, seeds, recs)
+        return recs
+
+    async def _score(
+        self, history: list[str], neighbours: dict[str, scoring.Neighbours], limit: int,
+        genres: Sequence[str], exclude: frozenset[str],
+    ) -> RecommendationList:  # fmt: skip
         request = scoring.Request(limit, frozenset(genres), frozenset(exclude), self.cache.inactive)
         items = scoring.recommend(
             history, neighbours, self.cache.items, self.cache.trending, request

@@ -18,5 +18,19 @@ ON CONFLICT (recommendation_id) DO NOTHING
 """
 
 
+_COLUMNS = ("recommendation_id", "user_id", "endpoint", "algorithm", "items", "served_at")
+
+
 async def insert_impressions(conn: asyncpg.Connection, impressions: Sequence[Impression]) -> None:
+    """Idempotent: an impression already stored (same recommendation id) is skipped."""
     await conn.execute(_INSERT, *impression_columns(impressions))
+
+
+async def copy_impressions(conn: asyncpg.Connection, impressions: Sequence[Impression]) -> None:
+    """COPY: no array parameters (asyncpg checks each element against two ABCs), a
+    faster load on the server; an impression already stored raises
+    ``UniqueViolationError`` (use :func:`insert_impressions` then)."""
+    await conn.copy_records_to_table(
+        "impressions", records=zip(*impression_columns(impressions), strict=True),
+        columns=_COLUMNS,
+    )  # fmt: skip

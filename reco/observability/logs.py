@@ -9,14 +9,24 @@ Tracebacks are rendered as dicts **without frame locals**: structlog's
 default ``dict_tracebacks`` shows them, and asyncpg's connect frames hold the
 DSN and the password (``ConnectionParameters``, ``dsn``, ``password``). A
 traceback keeps file, line, function and the exception's message.
+
+Our own events (structlog) are rendered by structlog alone and written as one
+line to the stream the stdlib handler writes to, under that handler's lock:
+going through stdlib ``logging`` (a LogRecord, then a copy of it in
+ProcessorFormatter, the stdlib JSON encoder) made the access line the
+largest part of what reco adds to a request (docs/performance.md, "Read
+path (issue 13)"). Lines from stdlib loggers (hypercorn, aiokafka, asyncpg) still go
+through the handler and its ProcessorFormatter, to the same shape.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any, TextIO
 
+import orjson
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
@@ -32,15 +42,46 @@ _SHARED: list[Any] = [
 _TRACEBACKS = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
 
 
+def _dumps(value: Any, default: Any = None, **_: Any) -> str:
+    """orjson for JSONRenderer: several times faster than the stdlib encoder."""
+    return orjson.dumps(value, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+class _LineLogger:
+    """Writes each rendered event as one line (and a flush), as the stdlib handler does."""
+
+    def __init__(self, name: str, stream: TextIO, lock: threading.RLock) -> None:
+        self.name = name  # read by add_logger_name
+        self._stream = stream
+        self._lock = lock
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            self._stream.write(message + "\n")
+            self._stream.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+class _LineLoggerFactory:
+    def __init__(self, stream: TextIO, lock: threading.RLock) -> None:
+        self._stream = stream
+        self._lock = lock
+
+    def __call__(self, name: str = "", *_: Any) -> _LineLogger:
+        return _LineLogger(name, self._stream, self._lock)
+
+
 def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     """Route structlog and stdlib logging to ``stream`` (stdout) as JSON lines."""
+    out = stream or sys.stdout
+    handler = logging.StreamHandler(out)
+    lock = handler.lock
+    assert lock is not None  # made by Handler.__init__
     structlog.configure(
-        processors=[
-            *_SHARED,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*_SHARED, _TRACEBACKS, structlog.processors.JSONRenderer(serializer=_dumps)],
+        logger_factory=_LineLoggerFactory(out, lock),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -48,10 +89,9 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _TRACEBACKS,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_dumps),
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -61,5 +101,6 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
+    return logger

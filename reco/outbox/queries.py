@@ -71,6 +71,20 @@ async def enqueue(conn: asyncpg.Connection, rows: Sequence[NewRow]) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+_COPY_COLUMNS = ("topic", "message_key", "event_id", "event_type", "payload")
+
+
+async def copy_rows(conn: asyncpg.Connection, rows: Sequence[NewRow]) -> None:
+    """:func:`enqueue` by COPY, for rows known to be new: a row whose (topic, event_id)
+    is already there raises ``UniqueViolationError`` instead of being skipped. The
+    insert trigger notifies the relay at commit, as for :func:`enqueue`."""
+    if rows:
+        await conn.copy_records_to_table(
+            "outbox", records=[(r.topic, r.key, r.event_id, r.event_type, r.payload) for r in rows],
+            columns=_COPY_COLUMNS,
+        )  # fmt: skip
+
+
 _FETCH = """
 SELECT id, topic, message_key, event_id, event_type, payload::text AS payload,
        extract(epoch FROM clock_timestamp() - created_at)::float8 AS age

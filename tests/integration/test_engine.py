@@ -203,3 +203,74 @@ class TestModelCache:
         await conn.execute("UPDATE item_cooccurrence SET weight = 10 - weight")
         await conn.execute("UPDATE item_popularity SET changed_at = clock_timestamp()")
         assert ids(await recommender.for_user("u2", limit=2)) == ["b", "c"]
+
+
+async def age_model_stamps(conn: asyncpg.Connection) -> None:
+    """Age the stamps past the model sync's overlap window (for late commits)."""
+    for table in ("item_popularity", "item_neighbour_changes"):
+        await conn.execute(f"UPDATE {table} SET changed_at = changed_at - interval '1h'")
+
+
+class TestListCache:
+    """Scored lists are served again only while nothing they rest on changed."""
+
+    async def test_an_unchanged_user_gets_the_kept_list(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        await apply(conn, watches("u1", "abcd") + watches("u2", "ab", 10))
+        await age_model_stamps(conn)
+        first = await recommender.for_user("u2", limit=3)
+        assert await recommender.for_user("u2", limit=3) == first
+        assert (recommender.lists.hits, recommender.lists.misses) == (1, 1)
+        await recommender.for_user("u2", limit=2)  # another request shape: scored
+        assert recommender.lists.misses == 2
+
+    async def test_any_write_of_the_history_moves_the_stamp(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        """Even a write that bypasses apply_events (the trigger stamps every statement)."""
+        await apply(conn, watches("u1", "abcd") + watches("u2", "a", 10))
+        assert "b" in ids(await recommender.for_user("u2", limit=3))
+        await conn.execute(
+            "INSERT INTO user_history (user_id, item_id, first_watched_at, last_watched_at)"
+            " VALUES ('u2', 'b', now(), now())"
+        )
+        assert "b" not in ids(await recommender.for_user("u2", limit=3))
+        await conn.execute("DELETE FROM user_history WHERE user_id = 'u2' AND item_id = 'b'")
+        assert "b" in ids(await recommender.for_user("u2", limit=3))
+        assert recommender.lists.hits == 0
+
+    async def test_a_seed_change_or_a_deactivation_rescores(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        await apply(conn, watches("u1", "abc"))
+        await apply(conn, [ev(10, "u2", "a")])
+        await age_model_stamps(conn)
+        assert ids(await recommender.for_user("u2", limit=2)) == ["b", "c"]
+        await conn.execute("UPDATE item_cooccurrence SET weight = 10 - weight")
+        assert ids(await recommender.for_user("u2", limit=2)) == ["b", "c"]  # kept
+        assert recommender.lists.hits == 1
+        await conn.execute(
+            "UPDATE item_neighbour_changes SET changed_at = clock_timestamp() WHERE item_id = 'a'"
+        )
+        assert ids(await recommender.for_user("u2", limit=2)) == ["c", "b"]  # the seed moved
+        await conn.execute("UPDATE items SET active = false WHERE item_id = 'c'")
+        assert "c" not in ids(await recommender.for_user("u2", limit=2))
+
+    async def test_the_kept_lists_are_bounded(
+        self, settings: Settings, conn: asyncpg.Connection
+    ) -> None:
+        await apply(conn, watches("u1", "abcd"))
+        await age_model_stamps(conn)
+        settings = attrs.evolve(settings, recs_list_cache_size=2)
+        database = Database(settings, Readiness())
+        await database.open()
+        try:
+            recommender = Recommender(database, settings)
+            for user in ("x", "y", "x", "z", "x", "y"):
+                await recommender.for_user(user, limit=3)
+        finally:
+            await database.aclose()
+        assert len(recommender.lists) == 2
+        # x kept (used again before z came), y evicted by z, then z by y.
+        assert (recommender.lists.hits, recommender.lists.misses) == (2, 4)

@@ -12,8 +12,11 @@ import pytest
 
 from reco.db.pool import Database
 from reco.impressions.buffer import ImpressionBuffer
+from reco.impressions.queries import insert_impressions
+from reco.impressions.rows import outbox_rows
 from reco.impressions.writer import ImpressionWriter
 from reco.observability.readiness import Readiness
+from reco.outbox import queries as outbox
 from reco.settings import BackgroundMode, Settings
 from tests.integration.outbox_support import dedicated, running_database, wait_for
 from tests.support.service import running_service
@@ -59,6 +62,25 @@ class TestWriter:
         assert row["message_key"] == str(anonymous.recommendation_id)
         assert by_event[str(served[0].recommendation_id)]["message_key"] == "u1"
         assert json.loads(row["payload"])["endpoint"] == "popular"
+
+    async def test_a_batch_partly_stored_already_is_written_once(self, settings: Settings) -> None:
+        """The retry of a batch whose commit succeeded unseen: COPY meets the stored rows,
+        the idempotent insert writes the rest, nothing twice."""
+        cfg = attrs.evolve(writer_settings(settings), writer_batch_wait=0.2)
+        served = [impression(user) for user in ("u1", "u2", None, "u3")]
+        async with running_database(cfg) as db, anyio.create_task_group() as tg:
+            async with db.connection() as conn, conn.transaction():
+                await insert_impressions(conn, served[:2])
+                await outbox.enqueue(conn, outbox_rows(served[:2], cfg.impressions_topic))
+            buffer = ImpressionBuffer(cfg)
+            writer = ImpressionWriter(cfg, db, buffer)
+            await tg.start(writer.run)
+            for imp in served:
+                await buffer.submit(imp)
+            await wait_for(lambda: _equals(count(cfg, "outbox"), len(served)))
+            writer.stop_nowait()
+        assert await count(cfg, "impressions") == len(served)
+        assert buffer.statistics().dropped == 0
 
 
 class TestShutdown:

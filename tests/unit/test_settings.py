@@ -29,7 +29,7 @@ class TestLoad:
         assert settings == Settings()
         assert settings.app_env is AppEnv.DEVELOPMENT
         assert settings.http_bind == "127.0.0.1:8080"
-        assert settings.max_background_tasks == 1024
+        assert settings.max_background_tasks == 8192
         assert settings.background_mode is BackgroundMode.SYNC
         assert settings.shutdown_timeout == 20.0
 

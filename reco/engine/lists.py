@@ -1,0 +1,96 @@
+"""The per-process cache of users' scored lists (reco/engine/recommender.py uses it).
+
+A list is kept per request shape (user, limit, genres, exclude) with what it
+was scored from, and served again only while all of these hold:
+
+- the user's version stamp (``user_versions``, moved in the same transaction
+  as any change of the user's history; sql/0004_user_versions.sql), read
+  fresh with every request, is the one the list was scored at: a committed
+  watch shows in the next list of every instance, exactly;
+- no model sync since the list was scored reported a change of one of its
+  seeds (their neighbour lists and counts) or of the inactive set
+  (:meth:`~reco.engine.cache.ModelCache.unchanged_since`): within the model
+  cache's ``ttl``, as for a list scored afresh;
+- it is younger than ``MAX_AGE`` (with the model cache's spread): the
+  trending part of a list and the counts of its candidates drift slowly, and
+  are at most that old, as the model cache's neighbour lists already are.
+
+Entries are plain tuples of strings and floats, which CPython's collector
+stops tracking after their first collection: a full cache adds nothing to
+what a generation-2 collection walks (see reco/engine/cache.py). At most
+``size`` entries are kept; the least recently used go first.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+
+from reco.engine.cache import MAX_AGE
+from reco.engine.scoring import Reason, RecommendationList, ScoredItem
+
+Key = tuple[str, int, frozenset[str], frozenset[str]]  # user, limit, genres, exclude
+_Item = tuple[str, str, float, str, str | None]  # item, title, score, reason type, reason item
+_Unchanged = Callable[[int, Sequence[str]], bool]  # ModelCache.unchanged_since
+
+
+class ListCache:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        # key -> (version, sync, expiry, seeds, algorithm, items)
+        self._entries: dict[Key, tuple[int, int, float, tuple[str, ...], str, tuple[_Item, ...]]]
+        self._entries = {}
+        self.hits = 0
+        self.misses = 0  # lists scored (counted by the caller)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def candidate(self, key: Key, unchanged_since: _Unchanged) -> int | None:
+        """The version stamp of a kept list still valid for the model, else None.
+
+        ``unchanged_since(sync, seeds)`` is the model cache's check.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        version, sync, expiry, seeds, _, _ = entry
+        if time.monotonic() >= expiry or not unchanged_since(sync, seeds):
+            del self._entries[key]
+            return None
+        return version
+
+    def get(self, key: Key, version: int) -> RecommendationList | None:
+        """The kept list, when it was scored at ``version``; counts a hit."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != version:
+            return None
+        self.hits += 1
+        del self._entries[key]  # re-insert: dict order is recency of use
+        self._entries[key] = entry
+        return _decode(entry[4], entry[5])
+
+    def put(self, key: Key, version: int, sync: int, seeds: Sequence[str],
+            recs: RecommendationList) -> None:  # fmt: skip
+        if self.size <= 0:
+            return
+        self._entries.pop(key, None)
+        expiry = time.monotonic() + MAX_AGE * random.uniform(0.75, 1.25)
+        self._entries[key] = (version, sync, expiry, tuple(seeds), recs.algorithm,
+                              tuple(_encode(item) for item in recs.items))  # fmt: skip
+        while len(self._entries) > self.size:
+            del self._entries[next(iter(self._entries))]
+
+
+def _encode(item: ScoredItem) -> _Item:
+    return (item.item_id, item.title, item.score, item.reason.type, item.reason.item_id)
+
+
+def _decode(algorithm: str, items: tuple[_Item, ...]) -> RecommendationList:
+    return RecommendationList(
+        algorithm,
+        tuple(
+            ScoredItem(i, title, score, Reason(kind, seed)) for i, title, score, kind, seed in items
+        ),
+    )
