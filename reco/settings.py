@@ -143,6 +143,8 @@ class Settings:
     # how often the co-occurrence folder looks for increments, and its time limit per fold
     cooccurrence_fold_interval: float = attrs.field(default=0.25, validator=_positive)
     cooccurrence_fold_timeout: float = attrs.field(default=120.0, validator=_positive)
+    # pages of item_cooccurrence_deltas (8 KiB, ~120 increments each) folded per transaction
+    cooccurrence_fold_chunk_blocks: int = attrs.field(default=1024, validator=_positive)
     # folds running at once on disjoint parts of the pair space (same value on every instance)
     cooccurrence_fold_parts: int = attrs.field(default=2, validator=_positive)
 

@@ -8,11 +8,14 @@ batches appended to ``item_cooccurrence_deltas`` into ``item_cooccurrence``
 at the same time (one database backend each). Every instance runs one; an
 advisory lock per part lets one fold of each part at a time, so instances
 never wait for each other and a dead instance's turn is simply taken by the
-next.
+next. Each turn is a pass over the pages the increments table has at its
+start, ``cooccurrence_fold_chunk_blocks`` pages per transaction: a backlog of
+any size drains in bounded steps (each within ``cooccurrence_fold_timeout``),
+and a stop is honoured between two chunks.
 
 A failed fold rolls back whole (nothing is lost: the increments stay
 pending), is counted in ``reco_cooccurrence_fold_errors_total`` and retried
-with backoff. Stop: a fold in progress gets ``consumer_drain_timeout`` to
+with backoff. Stop: a chunk in progress gets ``consumer_drain_timeout`` to
 commit; cancelled after that, it rolls back and another folder (or this one,
 after a restart) takes the same increments.
 """
@@ -82,13 +85,22 @@ class CooccurrenceFolder:
                 await self._fold_once(part, parts)
 
     async def _fold_once(self, part: int, parts: int) -> None:
+        """One pass over the increments' pages, chunk by chunk (a transaction each)."""
+        async with self.database.connection() as conn:
+            size = await folding.table_blocks(conn)
+        for first, blocks in folding.chunks(size, self.settings.cooccurrence_fold_chunk_blocks):
+            if self._stopping or not await self._fold_chunk(part, parts, first, blocks):
+                return
+
+    async def _fold_chunk(self, part: int, parts: int, first: int, blocks: int) -> bool:
+        """Fold one chunk; False when another instance is folding this part."""
         began = time.perf_counter()
         self._folding += 1
         try:
             async with self.database.connection() as conn:
                 folded = await folding.fold(
                     conn, statement_timeout=self.settings.cooccurrence_fold_timeout,
-                    part=part, parts=parts,
+                    part=part, parts=parts, first_block=first, blocks=blocks,
                 )  # fmt: skip
         except Exception as exc:
             metrics.cooccurrence_fold_errors.inc({})
@@ -97,9 +109,10 @@ class CooccurrenceFolder:
         finally:
             self._folding -= 1
         if folded is None:
-            return  # another instance is folding
+            return False  # another instance is folding
         metrics.cooccurrence_folds.inc({"part": str(part)})
         if folded:
             metrics.cooccurrence_folded.add({}, folded)
             metrics.cooccurrence_fold_duration.observe({}, time.perf_counter() - began)
-            log.debug("co-occurrence folded", rows=folded)
+            log.debug("co-occurrence folded", rows=folded, first_block=first)
+        return True

@@ -6,12 +6,17 @@ and no row that another batch touches, so concurrent store lanes and
 instances never wait for each other there, and the increments commit or roll
 back with the events they come from.
 
-:func:`fold` takes every committed increment in one statement: it deletes
-them, sums them per pair, adds the sums to ``item_cooccurrence`` and stamps
-both ends of every changed pair in ``item_neighbour_changes`` (the read-side
-caches drop those lists). Deleting and adding commit together, so each
-increment is folded exactly once; one still inside an open transaction is
-invisible to the delete and waits for the next fold. The pair space is cut
+:func:`fold` takes the committed increments of a range of the table's pages
+in one statement (a TID range scan: it reads only those pages, so its cost is
+bounded by the chunk, never by the backlog): it deletes them, sums them per
+pair, adds the sums to ``item_cooccurrence`` and stamps both ends of every
+changed pair in ``item_neighbour_changes`` (the read-side caches drop those
+lists). Deleting and adding commit together, so each increment is folded
+exactly once; one still inside an open transaction is invisible to the
+delete and waits for the next fold. :func:`fold_pass` walks the table's
+pages chunk by chunk, one transaction each, so a backlog of any size (after
+an outage) drains in steps that each fit ``cooccurrence_fold_timeout``; rows
+appended meanwhile, past the pages it measured, wait for the next pass. The pair space is cut
 into parts by a hash of the pair's first id, and a transaction-level
 advisory lock per part lets one folder at a time into each (the others skip
 that turn): every ``item_cooccurrence`` row has a single writer, hence no
@@ -28,12 +33,14 @@ import asyncpg
 # pg_try_advisory_xact_lock key: "reco" + "fold" in ASCII (the migrations use "reco" + "mig").
 LOCK_KEY = 0x7265636F666F6C64
 
+# Pages [$3, $4) of the table (TID range scan, PostgreSQL >= 14).
 # Part $1 of $2 of the pair space, by a hash of the pair's first id: parts never share a pair
 # row (they may stamp the same items, in the same sorted order: a wait, never a deadlock).
 _FOLD = """
 WITH taken AS (
     DELETE FROM item_cooccurrence_deltas
-    WHERE (hashtext(item_id) & 2147483647) % $2 = $1
+    WHERE ctid >= $3::text::tid AND ctid < $4::text::tid
+      AND (hashtext(item_id) & 2147483647) % $2 = $1
     RETURNING item_id, other_item_id, weight
 ), summed AS (
     SELECT item_id, other_item_id, sum(weight) AS weight
@@ -54,24 +61,73 @@ SELECT count(*) FROM taken
 
 
 async def fold(
-    conn: asyncpg.Connection, *, statement_timeout: float, part: int = 0, parts: int = 1
+    conn: asyncpg.Connection,
+    *,
+    statement_timeout: float,
+    part: int = 0,
+    parts: int = 1,
+    first_block: int = 0,
+    blocks: int = 2**31 - 1,
 ) -> int | None:
-    """Fold every committed increment of ``part`` (of ``parts``); how many rows, or None
-    when another folder is at that part.
+    """Fold the committed increments of ``part`` (of ``parts``) stored in pages
+    ``[first_block, first_block + blocks)``; how many rows, or None when another
+    folder is at that part.
 
     Parts split the pair space so that several folders can run at once on disjoint
     rows, each under its own lock (``LOCK_KEY + part``). Folders that disagree on
     ``parts`` stay correct (each increment is deleted, so folded, by one transaction
-    only) but may wait for each other's rows. ``statement_timeout`` (seconds) replaces the pool's statement
-    timeout for this one transaction: after an outage the backlog can be far larger
-    than usual.
+    only) but may wait for each other's rows. ``statement_timeout`` (seconds) replaces
+    the pool's statement timeout for this one transaction.
     """
+    last = min(first_block + blocks, 2**32 - 1)
     async with conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_KEY + part):
             return None
         await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
-        folded: int = await conn.fetchval(_FOLD, part, parts, timeout=statement_timeout + 1)
+        folded: int = await conn.fetchval(
+            _FOLD, part, parts, f"({first_block},0)", f"({last},0)",
+            timeout=statement_timeout + 1,
+        )  # fmt: skip
         return folded
+
+
+async def table_blocks(conn: asyncpg.Connection) -> int:
+    """How many pages ``item_cooccurrence_deltas`` has now."""
+    value: int = await conn.fetchval(
+        "SELECT pg_relation_size('item_cooccurrence_deltas')"
+        " / current_setting('block_size')::bigint"
+    )
+    return value
+
+
+def chunks(table_blocks: int, chunk_blocks: int) -> list[tuple[int, int]]:
+    """The (first block, blocks) chunks of one pass over ``table_blocks`` pages.
+
+    An empty table still gets one chunk: rows may have arrived since it was measured.
+    """
+    return [(first, chunk_blocks) for first in range(0, max(table_blocks, 1), chunk_blocks)]
+
+
+async def fold_pass(
+    conn: asyncpg.Connection,
+    *,
+    statement_timeout: float,
+    chunk_blocks: int,
+    part: int = 0,
+    parts: int = 1,
+) -> int | None:
+    """One pass over the table's pages, ``chunk_blocks`` at a time, each chunk in its own
+    transaction; rows folded, or None when another folder held the part at the start."""
+    total: int | None = None
+    for first, blocks in chunks(await table_blocks(conn), chunk_blocks):
+        folded = await fold(
+            conn, statement_timeout=statement_timeout, part=part, parts=parts,
+            first_block=first, blocks=blocks,
+        )  # fmt: skip
+        if folded is None:
+            return total  # another folder took the part over: it finishes the pass
+        total = (total or 0) + folded
+    return total
 
 
 async def pending(conn: asyncpg.Connection) -> bool:

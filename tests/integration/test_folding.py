@@ -232,3 +232,61 @@ class TestFolderComponent:
         finally:
             await blocker.close()
         assert await pairs(conn) == {("a", "b"): 1.0}
+
+
+async def add_deltas(conn: asyncpg.Connection, n: int) -> dict[tuple[str, str], float]:
+    """``n`` pending increments over 50 pairs (every pair several times): the sums they make."""
+    records = [(f"i{k % 10:02}", f"j{k % 5:02}", 0.5) for k in range(n)]
+    await conn.copy_records_to_table(
+        "item_cooccurrence_deltas", records=records,
+        columns=("item_id", "other_item_id", "weight"),
+    )  # fmt: skip
+    total: dict[tuple[str, str], float] = {}
+    for a, b, w in records:
+        total[(a, b)] = total.get((a, b), 0.0) + w
+    return {k: round(v, 9) for k, v in total.items()}
+
+
+class TestChunkedFold:
+    async def test_a_chunk_folds_only_its_pages(self, conn: asyncpg.Connection) -> None:
+        """One fold of a one-page chunk takes one page's increments, not the whole backlog."""
+        await add_deltas(conn, 3000)
+        size = await folding.table_blocks(conn)
+        assert size > 10
+        folded = await folding.fold(conn, statement_timeout=30, first_block=0, blocks=1)
+        assert folded is not None
+        assert 0 < folded < 3000 / 10
+        remaining = await conn.fetchval("SELECT count(*) FROM item_cooccurrence_deltas")
+        assert remaining == 3000 - folded
+
+    async def test_a_pass_drains_a_backlog_larger_than_one_chunk(
+        self, conn: asyncpg.Connection
+    ) -> None:
+        """A pass in two-page chunks folds a backlog of many pages exactly once, chunk by chunk."""
+        want = await add_deltas(conn, 5000)
+        chunks = folding.chunks(await folding.table_blocks(conn), 2)
+        assert len(chunks) > 5
+        folded = await folding.fold_pass(conn, statement_timeout=30, chunk_blocks=2)
+        assert folded == 5000
+        assert not await folding.pending(conn)
+        assert await pairs(conn) == want
+
+    async def test_the_folder_drains_a_backlog_larger_than_one_chunk(
+        self, settings: Settings, database: Database, conn: asyncpg.Connection
+    ) -> None:
+        """The component, with one-page chunks, drains a many-page backlog."""
+        want = await add_deltas(conn, 4000)
+        chunks_before = counter(metrics.cooccurrence_folds, {"part": "0"})
+        settings = attrs.evolve(
+            settings, cooccurrence_fold_interval=0.05, cooccurrence_fold_chunk_blocks=1,
+            cooccurrence_fold_parts=1,
+        )  # fmt: skip
+        folder = CooccurrenceFolder(settings, database)
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                await tg.start(folder.run)
+                while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
+                    await anyio.sleep(0.02)
+                folder.stop_nowait()
+        assert await pairs(conn) == want
+        assert counter(metrics.cooccurrence_folds, {"part": "0"}) - chunks_before > 10
