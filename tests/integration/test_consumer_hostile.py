@@ -185,6 +185,11 @@ class TestConflictingDuplicate:
                              what="the true duplicate was counted")  # fmt: skip
             placed += await produce(client, topics.watch_events, [encode(other)], key=key)
             await _sentinel(g, db, client, settings, key)
+            # a batch is counted after its transaction commits (and its dead letters are sent)
+            await g.wait_for(lambda: _counted(before, "conflict", 1), within=VISIBLE_WITHIN,
+                             what="the conflict was counted")  # fmt: skip
+            await g.wait_for(lambda: _counted(before, "processed", 1), within=VISIBLE_WITHIN,
+                             what="the sentinel was counted")  # fmt: skip
             counted = counted_since(before)
             dead = dead_letters_by_offset(
                 await read_all(settings.kafka_bootstrap, topics.dead_letter), topics.watch_events
@@ -232,6 +237,9 @@ class TestPermanentStoreError:
             placed = await produce(client, topics.watch_events, values, key=key)
             async with guarded_consumer(settings) as g:
                 await _sentinel(g, db, client, settings, key)
+                # a batch is counted after its transaction commits (and its dead letters are sent)
+                await g.wait_for(lambda: _counted(before, "processed", 5), within=VISIBLE_WITHIN,
+                                 what="the stored events were counted")  # fmt: skip
                 counted = counted_since(before)
             dead = dead_letters_by_offset(
                 await read_all(settings.kafka_bootstrap, topics.dead_letter), topics.watch_events
