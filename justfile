@@ -6,9 +6,9 @@ export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
 default:
     @just --list
 
-# run the service on an embedded PostgreSQL and broker (Ctrl-C stops everything)
+# the service on an embedded PostgreSQL and broker, seeded with demo data (Ctrl-C stops everything)
 dev *ARGS:
-    reco dev {{ARGS}}
+    reco dev --demo {{ARGS}}
 
 # run the service against RECO_DATABASE_URL / RECO_KAFKA_BOOTSTRAP
 serve:

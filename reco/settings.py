@@ -28,6 +28,12 @@ class AppEnv(enum.StrEnum):
     PRODUCTION = "production"
 
 
+class LogFormat(enum.StrEnum):
+    AUTO = "auto"  # console lines on a terminal, JSON lines otherwise
+    JSON = "json"
+    CONSOLE = "console"
+
+
 class BackgroundMode(enum.StrEnum):
     SYNC = "sync"  # the handler waits (bounded) for room in the buffer
     DROP = "drop"  # the handler never waits; a full buffer drops and counts
@@ -81,6 +87,7 @@ class Settings:
 
     app_env: AppEnv = AppEnv.DEVELOPMENT
     log_level: str = attrs.field(default="INFO")
+    log_format: LogFormat = LogFormat.AUTO
 
     # --- HTTP ---------------------------------------------------------------
     http_bind: str = "127.0.0.1:8080"
@@ -358,6 +365,8 @@ def _database_password(url: str) -> str:
 def _production_problems(settings: Settings) -> list[str]:
     """Refuse development defaults in production, naming the variable, never the value."""
     problems = []
+    if settings.log_format is LogFormat.CONSOLE:
+        problems.append("RECO_LOG_FORMAT: production logs are JSON lines (auto or json)")
     if not settings.database_url:
         problems.append("RECO_DATABASE_URL: required in production")
     else:

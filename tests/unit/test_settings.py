@@ -140,6 +140,12 @@ class TestProduction:
         problems = problems_of({"APP_ENV": "production"})
         assert [p.split(":")[0] for p in problems] == ["RECO_DATABASE_URL", "RECO_API_TOKENS"]
 
+    def test_console_logs_are_refused(self) -> None:
+        """Production logs are JSON lines: RECO_LOG_FORMAT=console is a problem there."""
+        problems = problems_of({**self.base(), "RECO_LOG_FORMAT": "console"})
+        assert [p.split(":")[0] for p in problems] == ["RECO_LOG_FORMAT"]
+        assert load_settings({**self.base(), "RECO_LOG_FORMAT": "json"}).log_format == "json"
+
     def test_development_accepts_placeholders(self) -> None:
         """The guard is for production only."""
         settings = load_settings(
