@@ -14,8 +14,9 @@ dev *ARGS:
 serve:
     reco serve
 
-# the whole test suite (real PostgreSQL and broker, embedded)
+# the whole test suite (real PostgreSQL and broker, embedded); installs promtool and amtool when it can
 test *ARGS:
+    .ci/ensure-tools promtool=prometheus amtool=prometheus-alertmanager
     pytest {{ARGS}}
 
 # ruff and mypy --strict
