@@ -53,3 +53,11 @@ chaos *ARGS:
 # API fuzzing with a larger budget: EXAMPLES fuzzing-phase cases per operation (CI runs 580)
 fuzz EXAMPLES="3000" *ARGS:
     API_FUZZ_EXAMPLES={{EXAMPLES}} pytest tests/integration/test_api_fuzz.py -q {{ARGS}}
+
+# regenerate the lock files (hashes; every platform, Python >= 3.11) from pyproject.toml
+lock *ARGS:
+    uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes {{ARGS}} \
+        --custom-compile-command "./just lock" -o requirements.lock
+    uv pip compile pyproject.toml --extra test --extra lint .ci/tools.in --universal \
+        --python-version 3.11 --generate-hashes --constraint requirements.lock {{ARGS}} \
+        --custom-compile-command "./just lock" -o requirements-dev.lock
