@@ -61,3 +61,7 @@ lock *ARGS:
     uv pip compile pyproject.toml --extra test --extra lint .ci/tools.in --universal \
         --python-version 3.11 --generate-hashes --constraint requirements.lock {{ARGS}} \
         --custom-compile-command "./just lock" -o requirements-dev.lock
+
+# build the image on a local Debian base (debootstrap) and run the hardened checks (podman)
+container-smoke:
+    deploy/container/container_smoke.sh
