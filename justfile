@@ -17,7 +17,7 @@ serve:
 # the whole test suite (real PostgreSQL and broker, embedded); installs promtool and amtool when it can
 test *ARGS:
     .ci/ensure-tools promtool=prometheus amtool=prometheus-alertmanager
-    pytest {{ARGS}}
+    pytest --cov --cov-report=term --cov-report=xml:reports/coverage.xml --junitxml=reports/junit.xml {{ARGS}}
 
 # ruff and mypy --strict
 lint:
