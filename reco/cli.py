@@ -169,7 +169,7 @@ def _welcome(settings: Settings, token: str | None, demo: bool) -> Welcome:
 
     base_url = f"http://{settings.http_bind}"
     if not demo:
-        return Welcome(banner(base_url, token, None, "an empty catalogue"))
+        return Welcome(banner(base_url, token, None, "the catalogue and history as stored"))
     now = dt.datetime.now(dt.UTC)
     data = demo_data.generate(now)
     seeded = anyio.run(demo_data.seed_database, settings, data, backend="asyncio")
