@@ -25,10 +25,7 @@ from reco.db.pool import connect
 from reco.db.queries.items import Item, upsert_items
 from reco.engine import folding, ingest
 from reco.events import WatchEvent
-from reco.observability.logs import get_logger
 from reco.settings import Settings
-
-log = get_logger("reco.devstack.demo")
 
 SEED = 16
 ITEMS = 300

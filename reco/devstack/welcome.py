@@ -18,9 +18,6 @@ import anyio.abc
 import attrs
 
 from reco.devstack import demo
-from reco.observability.logs import get_logger
-
-log = get_logger("reco.devstack.welcome")
 
 TOKEN_BYTES = 32  # token_urlsafe(32): 43 characters, above the production minimum of 32
 
