@@ -32,9 +32,8 @@ def workdir() -> Path:
     """The session's server data, removed when the process exits.
 
     Not at the session fixture's teardown: that runs inside the last test's teardown,
-    under its pytest-timeout, and removing the few GB that hundreds of test databases
-    leave took more than the 120 s on a loaded machine (a teardown error in whichever
-    test ran last)."""
+    under its pytest-timeout, and removing the data directory took more than its 120 s
+    once on a loaded machine (a teardown error in whichever test ran last)."""
     path = Path(tempfile.mkdtemp(prefix="reco-tests-"))
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
