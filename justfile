@@ -6,17 +6,18 @@ export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
 default:
     @just --list
 
-# run the service on an embedded PostgreSQL and broker (Ctrl-C stops everything)
+# the service on an embedded PostgreSQL and broker, seeded with demo data (Ctrl-C stops everything)
 dev *ARGS:
-    reco dev {{ARGS}}
+    reco dev --demo {{ARGS}}
 
 # run the service against RECO_DATABASE_URL / RECO_KAFKA_BOOTSTRAP
 serve:
     reco serve
 
-# the whole test suite (real PostgreSQL and broker, embedded)
+# the whole test suite (real PostgreSQL and broker, embedded); installs promtool and amtool when it can
 test *ARGS:
-    pytest {{ARGS}}
+    .ci/ensure-tools promtool=prometheus amtool=prometheus-alertmanager
+    pytest --cov --cov-report=term --cov-report=xml:reports/coverage.xml --junitxml=reports/junit.xml {{ARGS}}
 
 # ruff and mypy --strict
 lint:
@@ -56,3 +57,15 @@ chaos-smoke *ARGS:
 # API fuzzing with a larger budget: EXAMPLES fuzzing-phase cases per operation (CI runs 580)
 fuzz EXAMPLES="3000" *ARGS:
     API_FUZZ_EXAMPLES={{EXAMPLES}} pytest tests/integration/test_api_fuzz.py -q {{ARGS}}
+
+# regenerate the lock files (hashes; every platform, Python >= 3.11) from pyproject.toml
+lock *ARGS:
+    uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes {{ARGS}} \
+        --custom-compile-command "./just lock" -o requirements.lock
+    uv pip compile pyproject.toml --extra test --extra lint --extra bench .ci/tools.in --universal \
+        --python-version 3.11 --generate-hashes --constraint requirements.lock {{ARGS}} \
+        --custom-compile-command "./just lock" -o requirements-dev.lock
+
+# build the image on a local Debian base (debootstrap) and run the hardened checks (podman)
+container-smoke:
+    deploy/container/container_smoke.sh

@@ -9,13 +9,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
 
 from reco.errors import ConfigError, MigrationError, StartupError
-from reco.observability.logs import configure_logging, get_logger
-from reco.settings import Settings, load_settings, redact_dsn
+from reco.observability.logs import configure_logging, get_logger, wants_console
+from reco.settings import AppEnv, Settings, load_settings, redact_dsn
+
+if TYPE_CHECKING:
+    from reco.devstack.welcome import Welcome
 
 log = get_logger("reco.cli")
 
@@ -34,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="where PostgreSQL and the broker keep data (default: a temporary dir)",
+    )
+    dev.add_argument(
+        "--demo",
+        action="store_true",
+        help="seed an empty database with a synthetic catalogue and watch history",
     )
     sub.add_parser("migrate", help="apply pending migrations")
     sub.add_parser("check-migrations", help="check naming, order, checksums and drift")
@@ -55,7 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reco: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     # evaluate prints its report on stdout: its logs go to stderr.
-    configure_logging(settings.log_level, sys.stderr if args.command == "evaluate" else None)
+    stream = sys.stderr if args.command == "evaluate" else sys.stdout
+    production = settings.app_env is AppEnv.PRODUCTION
+    console = wants_console(settings.log_format, production, stream)
+    configure_logging(settings.log_level, stream, console=console)
     try:
         return _dispatch(args, settings)
     except (StartupError, MigrationError) as exc:
@@ -76,7 +88,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return _serve(settings)
     if args.command == "dev":
-        return _dev(settings, args.data_dir)
+        return _dev(settings, args.data_dir, demo=args.demo)
     if args.command == "migrate":
         from reco.db import admin
 
@@ -112,7 +124,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _dev(settings: Settings, data_dir: Path | None) -> int:
+def _dev(settings: Settings, data_dir: Path | None, *, demo: bool = False) -> int:
     """The embedded stack, then the service; on the way out: service, broker, PostgreSQL."""
     from reco import service
     from reco.devstack.stack import DEV_DATABASE, embedded_stack
@@ -121,6 +133,7 @@ def _dev(settings: Settings, data_dir: Path | None) -> int:
     # Until the supervisor owns the signals, SIGTERM unwinds like Ctrl-C so that
     # the embedded servers started so far are stopped, never orphaned.
     signal.signal(signal.SIGTERM, _interrupt)
+    settings, token = _with_dev_token(settings)
     with embedded_stack(data_dir) as (postgres, broker):
         try:
             assert broker is not None
@@ -134,12 +147,52 @@ def _dev(settings: Settings, data_dir: Path | None) -> int:
                 kafka_bootstrap=settings.kafka_bootstrap, http=f"http://{settings.http_bind}",
                 postgres_pid=postgres.pid, broker_pid=broker.pid,
             )  # fmt: skip
-            return anyio.run(service.serve, settings, backend="asyncio")
+            welcome = _welcome(settings, token, demo)
+            return anyio.run(service.serve, settings, [welcome], backend="asyncio")
         finally:
             # Stopping the servers is bounded (their stop timeouts): a further
             # Ctrl-C must not cut it short and orphan one of them.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _with_dev_token(settings: Settings) -> tuple[Settings, str | None]:
+    """A generated API token when none is set, so the dev stack's writes work (never in
+    production, where the settings refuse an empty token list anyway)."""
+    from reco.devstack.welcome import development_token
+
+    if settings.api_tokens or settings.app_env is AppEnv.PRODUCTION:
+        return settings, None
+    token = development_token()
+    log.info("generated a development API token (printed once the service is up)")
+    return attrs.evolve(settings, api_tokens=(token,)), token
+
+
+def _welcome(settings: Settings, token: str | None, demo: bool) -> Welcome:
+    """Seed the demo data (with --demo, on an empty database); the banner to print."""
+    import datetime as dt
+
+    from reco.devstack import demo as demo_data
+    from reco.devstack.welcome import Examples, Welcome, banner
+
+    base_url = f"http://{settings.http_bind}"
+    if not demo:
+        return Welcome(banner(base_url, token, None, "the catalogue and history as stored"))
+    now = dt.datetime.now(dt.UTC)
+    data = demo_data.generate(now)
+    seeded = anyio.run(demo_data.seed_database, settings, data, backend="asyncio")
+    summary = (
+        f"{len(data.items)} items, {len(data.users)} users, {len(data.events)} watch events"
+        if seeded
+        else "the database was not empty: kept as it is, no demo data added"
+    )
+    examples = Examples.of(data, now)
+    log.info(
+        "demo data", seeded=seeded, items=len(data.items), users=len(data.users),
+        events=len(data.events), example_user=examples.user_id,
+        example_item=examples.similar_to, example_watch=examples.to_watch,
+    )  # fmt: skip
+    return Welcome(banner(base_url, token, examples, summary))
 
 
 def _evaluate(settings: Settings, path: Path, url: str | None) -> int:

@@ -9,6 +9,7 @@ impression writer drains before the relay finishes its last batch.
 from __future__ import annotations
 
 import gc
+from collections.abc import Sequence
 
 from reco.api.app import create_app
 from reco.api.server import HttpServer
@@ -29,8 +30,9 @@ log = get_logger("reco.service")
 
 
 def build(
-    settings: Settings, *, handle_signals: bool = True
+    settings: Settings, *, handle_signals: bool = True, extra: Sequence[Component] = ()
 ) -> tuple[Supervisor, AppState, HttpServer]:
+    """Every component; ``extra`` ones start after HTTP (``reco dev``'s banner)."""
     readiness = Readiness()
     database = Database(settings, readiness)
     app_state = AppState(
@@ -52,6 +54,7 @@ def build(
         keep_alive_timeout=settings.http_keep_alive_timeout,
     )  # fmt: skip
     components.append(http)
+    components.extend(extra)
 
     def on_stopping() -> None:
         readiness.shutting_down = True
@@ -64,9 +67,9 @@ def build(
     return supervisor, app_state, http
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, extra: Sequence[Component] = ()) -> int:
     """Run the service until a signal; return the exit status."""
-    supervisor, _, _ = build(settings)
+    supervisor, _, _ = build(settings, extra=extra)
     freeze_startup_objects()
     return await supervisor.run()
 

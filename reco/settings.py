@@ -28,6 +28,12 @@ class AppEnv(enum.StrEnum):
     PRODUCTION = "production"
 
 
+class LogFormat(enum.StrEnum):
+    AUTO = "auto"  # console lines on a terminal, JSON lines otherwise
+    JSON = "json"
+    CONSOLE = "console"
+
+
 class BackgroundMode(enum.StrEnum):
     SYNC = "sync"  # the handler waits (bounded) for room in the buffer
     DROP = "drop"  # the handler never waits; a full buffer drops and counts
@@ -81,10 +87,14 @@ class Settings:
 
     app_env: AppEnv = AppEnv.DEVELOPMENT
     log_level: str = attrs.field(default="INFO")
+    log_format: LogFormat = LogFormat.AUTO
 
     # --- HTTP ---------------------------------------------------------------
     http_bind: str = "127.0.0.1:8080"
     api_tokens: tuple[str, ...] = attrs.field(default=(), metadata=_secret(), repr=_redacted_tokens)
+    # Production takes secrets from NAME_FILE only: a plain variable shows in `ps e`,
+    # /proc/<pid>/environ, `docker inspect` and crash reports. This opts out, knowingly.
+    allow_env_secrets: bool = False
     max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
     http_keep_alive_timeout: float = attrs.field(default=5.0, validator=_positive)
 
@@ -286,10 +296,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if problems:
         raise ConfigError(problems)
     settings = Settings(**values)
-    problems = _check(settings)
+    problems = _check(settings) + _plain_secret_problems(settings, environ)
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _plain_secret_problems(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """In production, a secret given as a plain variable is refused (unless opted in)."""
+    if settings.app_env is not AppEnv.PRODUCTION or settings.allow_env_secrets:
+        return []
+    return [
+        f"{name}: in production give secrets as files ({name}_FILE), or set "
+        "RECO_ALLOW_ENV_SECRETS=true to accept the plain variable"
+        for name in (env_name(f.name) for f in attrs.fields(Settings) if f.metadata.get("secret"))
+        if name in environ
+    ]
 
 
 def _describe(exc: Exception, type_: Any) -> str:
@@ -361,6 +383,8 @@ def _database_password(url: str) -> str:
 def _production_problems(settings: Settings) -> list[str]:
     """Refuse development defaults in production, naming the variable, never the value."""
     problems = []
+    if settings.log_format is LogFormat.CONSOLE:
+        problems.append("RECO_LOG_FORMAT: production logs are JSON lines (auto or json)")
     if not settings.database_url:
         problems.append("RECO_DATABASE_URL: required in production")
     else:

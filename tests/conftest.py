@@ -6,6 +6,8 @@ migrated template; each that asks for ``topics`` gets fresh topic names.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +28,15 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="reco-tests-") as path:
-        yield Path(path)
+def workdir() -> Path:
+    """The session's server data, removed when the process exits.
+
+    Not at the session fixture's teardown: that runs inside the last test's teardown,
+    under its pytest-timeout, and removing the data directory took more than its 120 s
+    once on a loaded machine (a teardown error in whichever test ran last)."""
+    path = Path(tempfile.mkdtemp(prefix="reco-tests-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Container HEALTHCHECK: GET /healthz on the port reco listens on; exit 0 when it answers 200.
 
 Liveness only (never dependencies), like Kubernetes' livenessProbe. It runs with the
-image's Python and the standard library alone: the image ships no curl and no shell tools.
+image's Python and the standard library alone: the image (``FROM scratch``) has no curl,
+no shell and no coreutils.
 The port comes from ``RECO_HTTP_BIND`` (``HOST:PORT``); a wildcard host is probed on
 loopback.
 """

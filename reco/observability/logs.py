@@ -1,6 +1,7 @@
-"""JSON-lines logging through structlog, with context bound per request/batch.
+"""Logging through structlog, with context bound per request/batch.
 
-Everything (our code and the stdlib loggers of hypercorn, aiokafka, asyncpg)
+JSON lines, or (``console=True``: a development terminal, see :func:`wants_console`)
+structlog's coloured console renderer with the same fields. Everything (our code and the stdlib loggers of hypercorn, aiokafka, asyncpg)
 goes to stdout as one JSON object per line, with ``timestamp``, ``level``,
 ``logger`` and ``event``, plus whatever is bound in the current context
 (``request_id``, ``correlation_id``, ``component`` ...).
@@ -72,14 +73,34 @@ class _LineLoggerFactory:
         return _LineLogger(name, self._stream, self._lock)
 
 
-def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Route structlog and stdlib logging to ``stream`` (stdout) as JSON lines."""
+def wants_console(log_format: str, production: bool, stream: TextIO) -> bool:
+    """Console lines for ``console``, or ``auto`` on a terminal; JSON always in production."""
+    if production or log_format == "json":
+        return False
+    return log_format == "console" or stream.isatty()
+
+
+def _renderer(console: bool) -> Any:
+    if not console:
+        return structlog.processors.JSONRenderer(serializer=_dumps)
+    # plain_traceback: never rich's or better-exceptions' formatters, which show frame
+    # locals (and with them the DSN) when they are installed.
+    return structlog.dev.ConsoleRenderer(
+        colors=True, exception_formatter=structlog.dev.plain_traceback
+    )
+
+
+def configure_logging(
+    level: str = "INFO", stream: TextIO | None = None, *, console: bool = False
+) -> None:
+    """Route structlog and stdlib logging to ``stream`` (stdout): JSON lines, or console
+    lines when ``console``."""
     out = stream or sys.stdout
     handler = logging.StreamHandler(out)
     lock = handler.lock
     assert lock is not None  # made by Handler.__init__
     structlog.configure(
-        processors=[*_SHARED, _TRACEBACKS, structlog.processors.JSONRenderer(serializer=_dumps)],
+        processors=[*_SHARED, *([] if console else [_TRACEBACKS]), _renderer(console)],
         logger_factory=_LineLoggerFactory(out, lock),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
@@ -88,8 +109,8 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
         foreign_pre_chain=_SHARED,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            _TRACEBACKS,
-            structlog.processors.JSONRenderer(serializer=_dumps),
+            *([] if console else [_TRACEBACKS]),
+            _renderer(console),
         ],
     )
     handler.setFormatter(formatter)

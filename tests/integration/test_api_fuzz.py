@@ -41,7 +41,9 @@ from reco.devstack.postgres import EmbeddedPostgres
 from tests.support.child_service import ChildService, child_service
 from tests.support.metrics_text import total
 
-pytestmark = [pytest.mark.integration]
+# no_cover (pytest-cov): the service under test is a child process, which coverage does not
+# trace; tracing the in-process case generation only made it several times slower.
+pytestmark = [pytest.mark.integration, pytest.mark.no_cover]
 
 DEFAULT_EXAMPLES = 580
 EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", DEFAULT_EXAMPLES))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -32,12 +33,20 @@ def _runtime_stage() -> list[str]:
 
 class TestContainerfile:
     def test_multi_stage_build_with_a_runtime_stage(self) -> None:
-        """A build stage makes the wheels; the runtime stage copies only the virtualenv."""
+        """A build stage makes the virtualenv and the root filesystem; the runtime stage is
+        an empty image plus that filesystem, and runs nothing at build time."""
         stages = [line for line in _instructions(CONTAINERFILE) if line.startswith("FROM ")]
         assert len(stages) == 2
         assert stages[0].endswith(" AS build")
-        assert stages[1].endswith(" AS runtime")
-        assert "COPY --from=build /opt/reco /opt/reco" in _runtime_stage()
+        assert stages[1] == "FROM scratch AS runtime"
+        assert "COPY --from=build /rootfs /" in _runtime_stage()
+        assert not [line for line in _runtime_stage() if line.startswith("RUN ")]
+
+    def test_dependencies_come_from_the_lock_with_hashes(self) -> None:
+        """pip installs requirements.lock with --require-hashes, then reco without deps."""
+        build = " ".join(_instructions(CONTAINERFILE))
+        assert "pip install --require-hashes -r requirements.lock" in build
+        assert "pip install --no-deps ." in build
 
     def test_runtime_runs_as_a_fixed_numeric_non_root_user(self) -> None:
         """USER is numeric (runAsNonRoot can verify it) and matches the manifests' 10001."""
@@ -150,3 +159,29 @@ class TestNoDevStackAtRuntime:
             check=False,
         )
         assert result.returncode == 0, result.stderr
+
+
+class TestRootfs:
+    def test_ldd_finds_the_loader_and_libc(self) -> None:
+        """make_rootfs finds what an ELF file loads (the runtime stage has only those)."""
+        rootfs = load_script(DEPLOY / "container" / "make_rootfs.py")
+        real = Path(sys.executable).resolve()
+        assert rootfs.is_elf(real)
+        names = {path.name for path in rootfs.shared_libraries([real])}
+        assert "libc.so.6" in names
+        assert any(name.startswith("ld-linux") for name in names)
+
+    def test_what_the_runtime_must_not_contain_is_excluded(self) -> None:
+        """ensurepip (pip's wheel), venv and the venv's pip and activate scripts stay out."""
+        rootfs = load_script(DEPLOY / "container" / "make_rootfs.py")
+        assert {"ensurepip", "venv", "site-packages"} <= rootfs.STDLIB_EXCLUDED
+        for name in ("pip", "pip3", "pip3.11", "activate", "Activate.ps1"):
+            assert rootfs.VENV_EXCLUDED.match(name)
+        assert not rootfs.VENV_EXCLUDED.match("reco")
+
+    def test_ci_runs_the_container_smoke(self) -> None:
+        """.ci/run calls `just container-smoke`, which builds on a debootstrap base."""
+        assert "./just container-smoke" in (ROOT / ".ci" / "run").read_text()
+        script = (DEPLOY / "container" / "container_smoke.sh").read_text()
+        assert "debootstrap --variant=minbase --include=python3,python3-venv" in script
+        assert '--build-arg BASE_IMAGE="$BASE"' in script

@@ -47,6 +47,7 @@ class TestManifests:
         assert all((KUBERNETES / name).is_file() for name in resources)
         assert "secret.example.yaml" not in resources
         assert {"deployment.yaml", "service.yaml", "pdb.yaml", "hpa.yaml"} <= set(resources)
+        assert "migrate-job.yaml" in resources
 
 
 class TestPodSecurity:
@@ -111,11 +112,12 @@ class TestDeploymentLifecycle:
         assert budget > float(_config()["RECO_STARTUP_TIMEOUT"])
 
     def test_grace_period_covers_prestop_and_shutdown_timeout(self) -> None:
-        """terminationGracePeriodSeconds > preStop sleep + RECO_SHUTDOWN_TIMEOUT."""
-        command = self._container()["lifecycle"]["preStop"]["exec"]["command"]
-        assert command[0] == "sleep"
+        """terminationGracePeriodSeconds > preStop sleep + RECO_SHUTDOWN_TIMEOUT; the sleep is
+        the kubelet's own action (the image has no `sleep` binary)."""
+        pre_stop = self._container()["lifecycle"]["preStop"]
+        assert "exec" not in pre_stop
         grace = _pod_spec("deployment.yaml")["terminationGracePeriodSeconds"]
-        assert grace > int(command[1]) + float(_config()["RECO_SHUTDOWN_TIMEOUT"])
+        assert grace > pre_stop["sleep"]["seconds"] + float(_config()["RECO_SHUTDOWN_TIMEOUT"])
 
     def test_resources_are_requested_and_limited(self) -> None:
         """CPU and memory have requests and limits."""

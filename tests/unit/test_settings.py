@@ -103,7 +103,7 @@ class TestProblems:
 class TestProduction:
     def base(self) -> dict[str, str]:
         return {"APP_ENV": "production", "RECO_DATABASE_URL": STRONG_URL,
-                "RECO_API_TOKENS": STRONG_TOKEN}  # fmt: skip
+                "RECO_API_TOKENS": STRONG_TOKEN, "RECO_ALLOW_ENV_SECRETS": "true"}  # fmt: skip
 
     def test_strong_credentials_are_accepted(self) -> None:
         """Production starts with a real password and long random tokens."""
@@ -139,6 +139,22 @@ class TestProduction:
         """Production without a database URL or tokens names both."""
         problems = problems_of({"APP_ENV": "production"})
         assert [p.split(":")[0] for p in problems] == ["RECO_DATABASE_URL", "RECO_API_TOKENS"]
+
+    def test_secrets_in_plain_variables_are_refused(self) -> None:
+        """Without the opt-in, production names each secret given as a plain variable."""
+        environ = {**self.base()}
+        del environ["RECO_ALLOW_ENV_SECRETS"]
+        problems = problems_of(environ)
+        assert [p.split(":")[0] for p in problems] == ["RECO_API_TOKENS", "RECO_DATABASE_URL"]
+        assert all("_FILE" in p for p in problems)
+        assert STRONG_TOKEN not in str(problems)
+        assert STRONG_URL not in str(problems)
+
+    def test_console_logs_are_refused(self) -> None:
+        """Production logs are JSON lines: RECO_LOG_FORMAT=console is a problem there."""
+        problems = problems_of({**self.base(), "RECO_LOG_FORMAT": "console"})
+        assert [p.split(":")[0] for p in problems] == ["RECO_LOG_FORMAT"]
+        assert load_settings({**self.base(), "RECO_LOG_FORMAT": "json"}).log_format == "json"
 
     def test_development_accepts_placeholders(self) -> None:
         """The guard is for production only."""
