@@ -353,7 +353,7 @@ class WatchEventConsumer:
                 try:
                     return await fn()
                 except Exception as exc:
-                    error = _transient(exc)
+                    error = kafka_errors.transient(exc)
                     if error is None:
                         raise
                     if stage != "connect":
@@ -432,12 +432,6 @@ class WatchEventConsumer:
             self.readiness.set(CHECK, False, detail, lag=total_lag)
         else:
             self.readiness.set(CHECK, True, lag=total_lag)
-
-
-def _transient(exc: Exception) -> TransientError | None:
-    """``exc`` as a transient error (database errors arrive translated), or None."""
-    error = kafka_errors.translate(exc)
-    return error if isinstance(error, TransientError) else None
 
 
 def _rejected_at_store(plan: BatchPlan, stored: Stored) -> list[Rejected]:

@@ -16,7 +16,6 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from reco.consumer.batch import Rejected
-from reco.errors import RecordRejected
 from reco.kafka import errors as kafka_errors
 from reco.observability import metrics
 from reco.observability.logs import get_logger
@@ -85,7 +84,7 @@ async def _queue(producer: Any, settings: Settings, item: Rejected, *, keep_valu
             settings.dead_letter_topic, value=value, key=item.record.key, headers=headers
         )
     except Exception as exc:
-        if isinstance(kafka_errors.translate(exc), RecordRejected):
+        if kafka_errors.rejected(exc):
             return None
         raise
 
@@ -95,7 +94,7 @@ async def _refused(future: Any) -> bool:
     try:
         await future
     except Exception as exc:
-        if isinstance(kafka_errors.translate(exc), RecordRejected):
+        if kafka_errors.rejected(exc):
             return True
         raise
     return False

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from aiokafka import errors as kafka
 
-from reco.errors import BrokerUnavailable, RecoError, RecordRejected
+from reco.errors import BrokerUnavailable, RecoError, RecordRejected, TransientError
 
 _REJECTED: tuple[type[Exception], ...] = (
     kafka.MessageSizeTooLargeError,
@@ -46,3 +46,19 @@ def translate(exc: BaseException) -> RecoError | None:
     if isinstance(exc, _UNAVAILABLE) or getattr(exc, "retriable", False) is True:
         return BrokerUnavailable(type(exc).__name__)
     return None
+
+
+def transient(exc: BaseException) -> TransientError | None:
+    """``exc`` as a transient error (database errors arrive translated already), or None."""
+    error = translate(exc)
+    return error if isinstance(error, TransientError) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The predicate for stamina's ``on=`` (a non-bool answer would be read as a wait)."""
+    return transient(exc) is not None
+
+
+def rejected(exc: BaseException) -> bool:
+    """Did the broker (or the client) refuse the record for good?"""
+    return isinstance(translate(exc), RecordRejected)

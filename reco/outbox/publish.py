@@ -143,7 +143,7 @@ async def send_batch(
             outcome.acked += 1
     except Exception as exc:  # noqa: BLE001 - any failure: the rest is retried or isolated
         outcome.error = repr(exc)
-        outcome.rejected = isinstance(kafka_errors.translate(exc), RecordRejected)
+        outcome.rejected = kafka_errors.rejected(exc)
         return
     finally:
         _observe(rows[: outcome.acked], fetched_at)

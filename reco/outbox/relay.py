@@ -48,7 +48,7 @@ import stamina
 from aiokafka import AIOKafkaProducer
 
 from reco.db.pool import Database, connect
-from reco.errors import BrokerUnavailable, TransientError
+from reco.errors import BrokerUnavailable
 from reco.kafka import errors as kafka_errors
 from reco.observability import metrics
 from reco.observability.logs import get_logger
@@ -66,13 +66,6 @@ PRUNE_CHUNK = 10_000
 
 class PublishFailed(BrokerUnavailable):
     """A batch was not fully acknowledged; retry from the oldest unpublished row."""
-
-
-def _transient(exc: Exception) -> bool:
-    """Retry the publish loop on transient errors only (database errors arrive translated)."""
-    return isinstance(exc, TransientError) or isinstance(
-        kafka_errors.translate(exc), TransientError
-    )
 
 
 class LeadershipLost(Exception):
@@ -217,7 +210,7 @@ class OutboxRelay:
         try:
             with anyio.CancelScope() as self._publish_scope:
                 async for attempt in stamina.retry_context(
-                    on=_transient, attempts=None, timeout=None,
+                    on=kafka_errors.is_transient, attempts=None, timeout=None,
                     wait_initial=cfg.kafka_retry_initial, wait_max=cfg.kafka_retry_max,
                 ):  # fmt: skip
                     with attempt:
