@@ -62,7 +62,7 @@ fuzz EXAMPLES="3000" *ARGS:
 lock *ARGS:
     uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes {{ARGS}} \
         --custom-compile-command "./just lock" -o requirements.lock
-    uv pip compile pyproject.toml --extra test --extra lint --extra bench .ci/tools.in --universal \
+    uv pip compile pyproject.toml dev/pyproject.toml --extra test --extra lint --extra bench .ci/tools.in --universal \
         --python-version 3.11 --generate-hashes --constraint requirements.lock {{ARGS}} \
         --custom-compile-command "./just lock" -o requirements-dev.lock
 

@@ -35,13 +35,13 @@ import asyncpg
 import attrs
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from anyio.streams.text import TextReceiveStream
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.consumer.component import WatchEventConsumer
 from reco.consumer.folder import CooccurrenceFolder
 from reco.db import migrations
 from reco.db.pool import Database
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.engine import folding
 from reco.events import parse_watch_event
 from reco.observability import metrics

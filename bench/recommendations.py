@@ -58,6 +58,8 @@ import anyio
 import asyncpg
 import attrs
 import httpx
+from reco_dev.devstack.ports import free_port
+from reco_dev.devstack.stack import DEV_DATABASE, embedded_stack
 
 from bench import _movielens
 from bench._wrk import (
@@ -70,8 +72,6 @@ from bench._wrk import (
 )
 from reco.db import migrations
 from reco.db.pool import Database
-from reco.devstack.ports import free_port
-from reco.devstack.stack import DEV_DATABASE, embedded_stack
 from reco.engine import folding
 from reco.engine.ingest import apply_events
 from reco.engine.recommender import Recommender

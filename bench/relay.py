@@ -27,11 +27,11 @@ from pathlib import Path
 import anyio
 import attrs
 from aiokafka import AIOKafkaProducer
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.db import migrations
 from reco.db.pool import Database, connect
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.observability.logs import configure_logging
 from reco.observability.readiness import Readiness
 from reco.outbox import queries

@@ -18,12 +18,12 @@ import anyio
 import anyio.to_thread
 import attrs
 import pytest
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.ports import free_port
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.consumer import component
 from reco.db.migrations import default_dir
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.ports import free_port
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.engine import ingest
 from reco.observability import metrics
 from reco.observability.readiness import Readiness

@@ -11,10 +11,10 @@ import anyio
 import asyncpg
 import attrs
 import pytest
+from reco_dev.devstack.ports import free_port
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.db.pool import CHECK, Database, connect
-from reco.devstack.ports import free_port
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.errors import DatabaseUnavailable
 from reco.observability import metrics
 from reco.observability.readiness import Readiness

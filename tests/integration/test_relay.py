@@ -8,8 +8,8 @@ from typing import Any
 import anyio
 import attrs
 import pytest
+from reco_dev.devstack.broker import EmbeddedBroker
 
-from reco.devstack.broker import EmbeddedBroker
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.outbox import queries

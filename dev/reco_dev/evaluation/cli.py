@@ -28,11 +28,11 @@ import stamina
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from reco.devstack.ports import free_port
-from reco.evaluation import baselines, data, metrics, replay
-from reco.evaluation.client import Client, HttpError
-from reco.evaluation.service import ServiceFailed, service_process
 from reco.settings import Settings
+from reco_dev.devstack.ports import free_port
+from reco_dev.evaluation import baselines, data, metrics, replay
+from reco_dev.evaluation.client import Client, HttpError
+from reco_dev.evaluation.service import ServiceFailed, service_process
 
 K = 10
 EXIT_USAGE = 2
@@ -125,7 +125,7 @@ def _own_service(settings: Settings, dataset: Dataset, users: list[str],
     """Start the stack (unless given) and the service process; feed it and ask it."""
     if not embedded:
         return _with_process(settings, dataset, users)
-    from reco.devstack.stack import DEV_DATABASE, embedded_stack
+    from reco_dev.devstack.stack import DEV_DATABASE, embedded_stack
 
     # The embedded server's start-up check can fail while it is still starting
     # ("rejecting connections"); a second start is cheap.
@@ -140,7 +140,7 @@ def _own_service(settings: Settings, dataset: Dataset, users: list[str],
 
 def _with_process(settings: Settings, dataset: Dataset,
                   users: list[str]) -> tuple[dict[str, list[str]], str]:  # fmt: skip
-    from reco.devstack.topics import create_topics
+    from reco_dev.devstack.topics import create_topics
 
     settings = attrs.evolve(
         settings, http_bind=f"127.0.0.1:{free_port()}", migrate_on_start=True,

@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from reco.devstack import demo
+from reco_dev.devstack import demo
 
 TOKEN_BYTES = 32  # token_urlsafe(32): 43 characters, above the production minimum of 32
 
