@@ -39,11 +39,11 @@ from reco_dev.devstack.broker import EmbeddedBroker
 from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.consumer.component import WatchEventConsumer
-from reco.consumer.folder import CooccurrenceFolder
 from reco.db import migrations
 from reco.db.pool import Database
-from reco.engine import folding
 from reco.events import parse_watch_event
+from reco.folder import folding
+from reco.folder.component import CooccurrenceFolder
 from reco.observability import metrics
 from reco.observability.logs import configure_logging
 from reco.observability.readiness import Readiness

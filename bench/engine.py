@@ -29,8 +29,9 @@ from reco_dev.evaluation.replay import ITEMS_SQL, event_of
 from reco.db import migrations
 from reco.db.pool import Database
 from reco.db.queries import watch_events
-from reco.engine import folding, ingest, queries, scoring
+from reco.engine import ingest, queries, scoring
 from reco.engine.recommender import Recommender
+from reco.folder import folding
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
 

@@ -72,10 +72,10 @@ from bench._wrk import (
 )
 from reco.db import migrations
 from reco.db.pool import Database
-from reco.engine import folding
 from reco.engine.ingest import apply_events
 from reco.engine.recommender import Recommender
 from reco.events import WatchEvent
+from reco.folder import folding
 from reco.impressions.buffer import ImpressionBuffer
 from reco.impressions.model import Impression, ServedItem
 from reco.impressions.writer import ImpressionWriter

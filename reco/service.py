@@ -15,9 +15,9 @@ from reco.api.app import create_app
 from reco.api.server import HttpServer
 from reco.api.state import AppState
 from reco.consumer.component import WatchEventConsumer
-from reco.consumer.folder import CooccurrenceFolder
 from reco.db.pool import Database
 from reco.engine.recommender import Recommender
+from reco.folder.component import CooccurrenceFolder
 from reco.impressions.buffer import ImpressionBuffer
 from reco.impressions.writer import ImpressionWriter
 from reco.observability.logs import get_logger

@@ -18,6 +18,7 @@ from reco.api.state import state
 from reco.db.pool import Database
 from reco.engine.recommender import Recommender
 from reco.errors import TransientError, UnprocessableData
+from reco.impressions.buffer import BufferFull
 from reco.observability.logs import get_logger
 
 log = get_logger("reco.api")
@@ -64,6 +65,15 @@ async def _on_unprocessable(exc: UnprocessableData) -> Response:
     detail = f"a value in the request cannot be stored (SQLSTATE {exc.sqlstate})"
     errors = [{"pointer": "", "detail": detail}]  # the document's 422 shape (ValidationProblem)
     return problem_response(Problem(422, detail, slug="unprocessable-data", errors=errors))
+
+
+async def on_buffer_full(exc: BufferFull) -> Response:
+    """Serving would outrun the impression writer (``sync`` mode): back off briefly.
+    Registered on the whole app (any route that serves a list records an impression)."""
+    detail = f"the impression could not be recorded ({exc.reason}); retry shortly"
+    return problem_response(
+        Problem(503, detail, slug="busy", headers={"Retry-After": RETRY_AFTER_SECONDS})
+    )
 
 
 def register_unavailable(blueprint: Blueprint) -> None:

@@ -6,7 +6,7 @@ Four statements per batch whatever its size: read the users' recent windows,
 upsert history, upsert popularity (which also stamps ``changed_at`` on every
 watched item, for the read-side caches), append the co-occurrence increments
 to ``item_cooccurrence_deltas``. The increments reach ``item_cooccurrence``
-when a folder folds them (reco/engine/folding.py), a fraction of a second
+when a folder folds them (reco/folder/folding.py), a fraction of a second
 later: popular pairs are in nearly every batch, and adding to them here made
 concurrent batches wait for each other's row locks.
 

@@ -3,7 +3,7 @@
 A component of its own (under the root task group, like the consumer): every
 ``cooccurrence_fold_interval`` it folds the pair increments that committed
 batches appended to ``item_cooccurrence_deltas`` into ``item_cooccurrence``
-(reco/engine/folding.py has the statement and why), in
+(reco/folder/folding.py has the statement and why), in
 ``cooccurrence_fold_parts`` loops that fold disjoint parts of the pair space
 at the same time (one database backend each). Every instance runs one; an
 advisory lock per part lets one fold of each part at a time, so instances
@@ -30,12 +30,12 @@ import stamina
 
 from reco.db.classify import is_transient
 from reco.db.pool import Database
-from reco.engine import folding
+from reco.folder import folding
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.settings import Settings
 
-log = get_logger("reco.consumer.folder")
+log = get_logger("reco.folder")
 
 
 class CooccurrenceFolder:
@@ -97,7 +97,7 @@ class CooccurrenceFolder:
         began = time.perf_counter()
         self._folding += 1
         try:
-            async with self.database.connection() as conn:
+            async with self.database.connection() as conn, conn.transaction():
                 folded = await folding.fold(
                     conn, statement_timeout=self.settings.cooccurrence_fold_timeout,
                     part=part, parts=parts, first_block=first, blocks=blocks,
