@@ -48,6 +48,7 @@ from reco.observability import metrics
 from reco.observability.logs import configure_logging
 from reco.observability.readiness import Readiness
 from reco.settings import AppEnv, Settings
+from tests.support.components import request_stop, start
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path("shared/datasets/ml-100k/ml-100k.inter")
@@ -231,9 +232,9 @@ async def real(settings: Settings) -> AsyncIterator[Run]:
     base = handled()
     watcher = await asyncpg.connect(settings.database_url)
     async with anyio.create_task_group() as tg:
-        await tg.start(database.run)
-        await tg.start(folder.run)
-        await tg.start(component.run)
+        await start(tg, database)
+        await start(tg, folder)
+        await start(tg, component)
 
         def assigned() -> bool:
             client: Any = component._consumer  # the bench peeks: has the group been joined?
@@ -244,9 +245,9 @@ async def real(settings: Settings) -> AsyncIterator[Run]:
 
         yield Run(settings.kafka_bootstrap, settings.watch_events_topic,
                   lambda: handled() - base, assigned, settled)  # fmt: skip
-        component.stop_nowait()
-        folder.stop_nowait()
-        database.stop_nowait()
+        request_stop(component)
+        request_stop(folder)
+        request_stop(database)
     await watcher.close()
 
 

@@ -15,6 +15,7 @@ from types import FrameType
 import anyio
 import attrs
 
+from reco.lifecycle import Component
 from reco.observability.logs import get_logger
 from reco.settings import AppEnv, Settings, redact_dsn
 from reco_dev.devstack.welcome import Welcome
@@ -93,7 +94,8 @@ def dev(settings: Settings, data_dir: Path | None, *, demo: bool = False) -> int
                 postgres_pid=postgres.pid, broker_pid=broker.pid,
             )  # fmt: skip
             welcome = _welcome(settings, token, demo)
-            return anyio.run(service.serve, settings, [welcome], backend="asyncio")
+            extra: list[Component] = [welcome]
+            return anyio.run(service.serve, settings, extra, backend="asyncio")
         finally:
             # Stopping the servers is bounded (their stop timeouts): a further
             # Ctrl-C must not cut it short and orphan one of them.

@@ -46,6 +46,7 @@ import stamina
 from reco.db import migrations
 from reco.db.classify import breaks_connection, classify, is_transient, translate
 from reco.errors import DatabaseUnavailable
+from reco.lifecycle import Stop
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
@@ -130,7 +131,6 @@ class Database:
         self.settings = settings
         self.readiness = readiness
         self._pool: asyncpg.Pool | None = None
-        self._stop = anyio.Event()
         self._clean: set[int] = set()  # server pids released clean: no reset query
 
     @property
@@ -167,9 +167,11 @@ class Database:
         self.readiness.set(CHECK, True)
         self._update_pool_gauges()
 
-    async def aclose(self) -> None:
+    async def aclose(self, stop: Stop | None = None) -> None:
+        """Close the pool (shielded, within ``db_connect_timeout`` and the stop's share)."""
         if self._pool is not None:
-            with anyio.move_on_after(self.settings.db_connect_timeout, shield=True):
+            stop = stop or Stop()
+            with stop.cleanup(self.settings.db_connect_timeout):
                 await self._pool.close()
             if not self._pool.is_closing():
                 self._pool.terminate()
@@ -191,20 +193,17 @@ class Database:
         async with self.connection() as conn:
             await migrations.ensure_current(conn, directory)
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
         try:
             await self.open()
             await self.prepare_schema()
             task_status.started()
-            while not self._stop.is_set():
+            while not stop.requested:
                 await self.check_once()
-                with anyio.move_on_after(self.settings.db_health_interval):
-                    await self._stop.wait()
+                with stop.idle():
+                    await anyio.sleep(self.settings.db_health_interval)
         finally:
-            await self.aclose()
-
-    def stop_nowait(self) -> None:
-        self._stop.set()
+            await self.aclose(stop)
 
     async def check_once(self) -> bool:
         """Run ``SELECT 1`` within ``db_health_timeout``; update readiness."""

@@ -19,6 +19,8 @@ from reco.consumer.component import WatchEventConsumer
 from reco.db.pool import Database
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
+from tests.support.components import DEFAULT_BUDGET, request_stop, start
+from tests.support.components import run as run_component
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -115,7 +117,9 @@ class Running:
 
 
 @asynccontextmanager
-async def running_consumer(settings: Settings) -> AsyncIterator[Running]:
+async def running_consumer(
+    settings: Settings, *, stop_budget: float = DEFAULT_BUDGET
+) -> AsyncIterator[Running]:
     """The database and consumer components, stopped gracefully (consumer first) on exit."""
     readiness = Readiness()
     database = Database(settings, readiness)
@@ -124,20 +128,20 @@ async def running_consumer(settings: Settings) -> AsyncIterator[Running]:
 
     async def _consume(*, task_status: anyio.abc.TaskStatus[None]) -> None:
         try:
-            await consumer.run(task_status=task_status)
+            await run_component(consumer, task_status=task_status)
         finally:
             done.set()
 
     async with anyio.create_task_group() as tg:
-        await tg.start(database.run)
+        await start(tg, database)
         await tg.start(_consume)
         try:
             yield Running(consumer, readiness, database)
         finally:
-            consumer.stop_nowait()
+            request_stop(consumer, stop_budget)
             with anyio.CancelScope(shield=True), anyio.move_on_after(15):
                 await done.wait()
-            database.stop_nowait()
+            request_stop(database)
 
 
 async def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:

@@ -32,6 +32,7 @@ from tests.integration.consumer_harness import (
     send,
     wait_until,
 )
+from tests.support.components import request_stop, start
 from tests.support.service import running_service
 
 pytestmark = [
@@ -205,16 +206,16 @@ class TestCancellation:
         readiness = Readiness()
         database = Database(settings, readiness)
         async with producer(settings.kafka_bootstrap) as client, anyio.create_task_group() as outer:
-            await outer.start(database.run)
+            await start(outer, database)
             await send(client, topics.watch_events, [event(n) for n in range(20)])
             async with anyio.create_task_group() as tg:
-                await tg.start(component.WatchEventConsumer(settings, readiness, database).run)
+                await start(tg, component.WatchEventConsumer(settings, readiness, database))
                 with anyio.fail_after(20):
                     await entered.wait()
                 began = anyio.current_time()
                 tg.cancel_scope.cancel()
             elapsed = anyio.current_time() - began
-            database.stop_nowait()
+            request_stop(database)
         assert elapsed < 5
         assert await store.count() == 0
         assert await applied(store) == 0
@@ -225,8 +226,9 @@ class TestGracefulStop:
     async def test_hung_batch_is_abandoned_at_the_drain_bound(
         self, kafka_settings: Settings, topics: Topics, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """stop_nowait with a batch that cannot finish returns after the drain bound, commits nothing."""
-        settings = fast(kafka_settings, consumer_drain_timeout=0.5)
+        """A stop with a batch that cannot finish returns after the work part of the budget,
+        and commits nothing."""
+        settings = fast(kafka_settings)
         store = Store(settings.database_url)
         entered = anyio.Event()
 
@@ -237,7 +239,7 @@ class TestGracefulStop:
         monkeypatch.setattr(ingest, "apply_events", hang)
         async with producer(settings.kafka_bootstrap) as client:
             await send(client, topics.watch_events, [event(n) for n in range(20)])
-            async with running_consumer(settings):
+            async with running_consumer(settings, stop_budget=0.6):
                 with anyio.fail_after(20):
                     await entered.wait()
                 began = anyio.current_time()
@@ -249,8 +251,8 @@ class TestGracefulStop:
 
 async def _trickle(client: Any, topic: str, total: int, user: str | None = None) -> None:
     """Produce ``total`` events in small steps (distinct users when ``user`` is a prefix)."""
-    for start in range(0, total, 10):
-        chunk = range(start, start + 10)
+    for first in range(0, total, 10):
+        chunk = range(first, first + 10)
         await send(client, topic, [event(n, user=f"{user}{n}" if user else None) for n in chunk])
         await anyio.sleep(0.02)
 

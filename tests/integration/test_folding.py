@@ -21,6 +21,7 @@ from reco.folder.component import CooccurrenceFolder
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
+from tests.support.components import request_stop, start
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -169,7 +170,7 @@ class TestFolderComponent:
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
                 for folder in folders:
-                    await tg.start(folder.run)
+                    await start(tg, folder)
 
                 async def write(names: list[str]) -> None:
                     for name in names:
@@ -183,7 +184,7 @@ class TestFolderComponent:
                 while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
                     await anyio.sleep(0.02)
                 for folder in folders:
-                    folder.stop_nowait()
+                    request_stop(folder)
         assert await pairs(conn) == expected(users)
 
     async def test_folds_within_the_interval_and_stops_promptly(
@@ -197,12 +198,12 @@ class TestFolderComponent:
         )
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
-                await tg.start(folder.run)
+                await start(tg, folder)
                 await store(conn, watches("u1", "abc"))
                 while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
                     await anyio.sleep(0.01)
                 began = time.monotonic()
-                folder.stop_nowait()
+                request_stop(folder)
         assert time.monotonic() - began < 1.0
         assert await pairs(conn) == {("a", "b"): 1.0, ("a", "c"): 0.95, ("b", "c"): 1.0}
         for part in parts:  # every fold loop ran
@@ -226,13 +227,13 @@ class TestFolderComponent:
                     tx = blocker.transaction()
                     await tx.start()
                     await blocker.execute("LOCK TABLE item_cooccurrence IN ACCESS EXCLUSIVE MODE")
-                    await tg.start(folder.run)
+                    await start(tg, folder)
                     while counter(metrics.cooccurrence_fold_errors) < errors + 2:  # noqa: ASYNC110
                         await anyio.sleep(0.05)
                     await tx.rollback()
                     while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
                         await anyio.sleep(0.02)
-                    folder.stop_nowait()
+                    request_stop(folder)
         finally:
             await blocker.close()
         assert await pairs(conn) == {("a", "b"): 1.0}
@@ -288,9 +289,9 @@ class TestChunkedFold:
         folder = CooccurrenceFolder(settings, database)
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
-                await tg.start(folder.run)
+                await start(tg, folder)
                 while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
                     await anyio.sleep(0.02)
-                folder.stop_nowait()
+                request_stop(folder)
         assert await pairs(conn) == want
         assert counter(metrics.cooccurrence_folds, {"part": "0"}) - chunks_before > 10
