@@ -63,6 +63,22 @@ class TestContainerfile:
         assert set(tools) - set(runtime) <= removed
         assert not removed & set(runtime)
 
+    def test_every_copied_file_is_in_the_build_context(self) -> None:
+        """.dockerignore lets through each path a COPY from the context names."""
+        allowed = {
+            line[1:].rstrip("/")
+            for line in (ROOT / ".dockerignore").read_text().splitlines()
+            if line.startswith("!")
+        }
+        copies = [
+            line.split()[1:-1]
+            for line in _instructions(CONTAINERFILE)
+            if line.startswith("COPY ") and "--from=" not in line
+        ]
+        assert copies
+        for source in (s.removeprefix("./") for sources in copies for s in sources):
+            assert source.rstrip("/") in allowed, source
+
     def test_runtime_runs_as_a_fixed_numeric_non_root_user(self) -> None:
         """USER is numeric (runAsNonRoot can verify it) and matches the manifests' 10001."""
         users = [line for line in _runtime_stage() if line.startswith("USER ")]
