@@ -244,9 +244,8 @@ class Database:
             broken = True
             raise
         except Exception as exc:
-            metrics.db_query_errors.inc({"class": classify(exc).value})
             broken = breaks_connection(exc)
-            translated = translate(exc)
+            translated = _counted(exc, unknown_too=True)
             if translated is None or translated is exc:
                 raise
             raise translated from exc
@@ -280,9 +279,8 @@ class Database:
                 conn.terminate()
             await pool.release(conn, timeout=self.settings.db_acquire_timeout)
         except Exception as exc:
-            if translate(exc) is None:
+            if _counted(exc) is None:
                 raise
-            metrics.db_query_errors.inc({"class": classify(exc).value})
             log.warning("connection lost while returned to the pool", error=repr(exc))
 
     async def _init(self, conn: asyncpg.Connection) -> None:
@@ -315,10 +313,9 @@ class Database:
             # The pool replaces a closed connection on acquire: with the server down or
             # restarting, that connect fails (refused, "starting up", closed mid-setup).
             # Untranslated, it crashed the consumer after a PostgreSQL SIGKILL (chaos suite).
-            translated = translate(exc)
+            translated = _counted(exc)
             if translated is None:
                 raise
-            metrics.db_query_errors.inc({"class": classify(exc).value})
             raise translated from exc
         finally:
             metrics.db_acquire_wait.observe({}, time.perf_counter() - began)
@@ -331,6 +328,15 @@ class Database:
         size = self._pool.get_size()
         metrics.db_pool_size.set({}, size)
         metrics.db_pool_in_use.set({}, size - self._pool.get_idle_size())
+
+
+def _counted(exc: Exception, *, unknown_too: bool = False) -> Exception | None:
+    """reco's translation of an asyncpg error (None: not one we know), counted in
+    ``reco_db_query_errors_total`` by class (errors we do not know only if ``unknown_too``)."""
+    translated = translate(exc)
+    if translated is not None or unknown_too:
+        metrics.db_query_errors.inc({"class": classify(exc).value})
+    return translated
 
 
 class _AlwaysOk:
