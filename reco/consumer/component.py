@@ -53,7 +53,7 @@ from reco.consumer.clients import Listener, make_consumer
 from reco.consumer.decode import InvalidRecord, Reason
 from reco.consumer.ledger import Ledger
 from reco.db.pool import Database
-from reco.engine.ingest import Stored, store_batch
+from reco.engine.ingest import Apply, Stored, store_batch
 from reco.errors import DatabaseUnavailable, TransientError
 from reco.events import WatchEvent
 from reco.kafka import errors as kafka_errors
@@ -108,8 +108,15 @@ class WatchEventConsumer:
 
     name = "consumer"
 
-    def __init__(self, settings: Settings, readiness: Readiness, database: Database) -> None:
+    def __init__(
+        self, settings: Settings, readiness: Readiness, database: Database,
+        *, apply: Apply | None = None,
+    ) -> None:  # fmt: skip
+        """``apply`` is the fault-injection seam: the aggregates update of a batch's new
+        events, inside its transaction (default :func:`reco.engine.ingest.apply_events`);
+        tests stall or hang it there."""
         self.settings = settings
+        self.apply = apply
         self.readiness = readiness
         self.database = database
         self._stop = Stop()  # the supervisor's, from run()
@@ -297,7 +304,7 @@ class WatchEventConsumer:
         try:
             with anyio.fail_after(self.settings.consumer_batch_timeout):
                 async with self.database.connection() as conn, conn.transaction():
-                    return await store_batch(conn, events)
+                    return await store_batch(conn, events, self.apply)
         except TimeoutError:
             raise DatabaseUnavailable(
                 f"batch not stored within {self.settings.consumer_batch_timeout:g} s"

@@ -38,8 +38,9 @@ published again later. ``relay_stop_timeout`` bounds the last sends' flush
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -86,8 +87,14 @@ class RelayStatistics:
 class OutboxRelay:
     name = "outbox-relay"
 
-    def __init__(self, settings: Settings, database: Database, readiness: Readiness) -> None:
+    def __init__(
+        self, settings: Settings, database: Database, readiness: Readiness,
+        *, producer: Callable[[], AIOKafkaProducer] | None = None,
+    ) -> None:  # fmt: skip
+        """``producer`` is the fault-injection seam: it makes the producer of each publishing
+        attempt (default :func:`reco.outbox.publish.make_producer` on ``settings``)."""
         self.settings = settings
+        self._make_producer = producer or functools.partial(make_producer, settings)
         self.database = database
         self.readiness = readiness
         self.leading = False
@@ -219,17 +226,13 @@ class OutboxRelay:
 
     @asynccontextmanager
     async def _producer(self) -> AsyncIterator[AIOKafkaProducer]:
-        producer = self.make_producer()
+        producer = self._make_producer()
         try:
             await producer.start()
             yield producer
         finally:
             with self._stop.cleanup(self.settings.relay_stop_timeout):  # the last sends' flush
                 await producer.stop()
-
-    def make_producer(self) -> AIOKafkaProducer:
-        """The producer for one publishing attempt (tests subclass to inject faults)."""
-        return make_producer(self.settings)
 
     async def _pump(self, producer: AIOKafkaProducer, work: Work) -> None:
         cfg = self.settings

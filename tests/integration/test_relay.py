@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from reco_dev.devstack.broker import EmbeddedBroker
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
+from reco.outbox.publish import make_producer
 from reco.outbox.relay import LOCK_KEY, OutboxRelay
 from reco.settings import Settings
 from tests.conftest import Topics
@@ -85,16 +87,28 @@ class TestDelivery:
         assert [m[1] for m in messages] == ["e-1", "e-2"]
 
 
-class _KilledAfterSecondSend(OutboxRelay):
-    """Dies after sending its second batch, before marking it published."""
+@attrs.define
+class _DiesAfterSecondSend:
+    """The relay's producer seam: its second batch is delivered, and then the relay dies
+    (``killer`` is cancelled) while it waits for the acks, so before it marks the rows."""
 
+    real: Any
     killer: anyio.CancelScope
+    publishes: int = 0
 
-    async def _mark(self, ids: list[int]) -> None:
-        if self.statistics().batches == 2:
-            self.killer.cancel()
-            await anyio.sleep_forever()
-        await super()._mark(ids)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def partitions_for(self, topic: str) -> Any:
+        self.publishes += 1  # once per topic per batch: this test uses one topic
+        return await self.real.partitions_for(topic)
+
+    async def send_batch(self, builder: Any, topic: str, *, partition: int) -> Any:
+        sent = await self.real.send_batch(builder, topic, partition=partition)
+        if self.publishes != 2:
+            return sent
+        sent.add_done_callback(lambda _: self.killer.cancel())
+        return asyncio.get_running_loop().create_future()  # an ack that never comes
 
 
 class TestRecovery:
@@ -107,8 +121,9 @@ class TestRecovery:
         rows = rows_for(topics.impressions, KEYS, 80)
         async with running_database(cfg) as db:
             await enqueue(cfg, rows)
-            victim = _KilledAfterSecondSend(cfg, db, Readiness())
-            with anyio.CancelScope() as victim.killer:
+            with anyio.CancelScope() as killer:
+                producer = _DiesAfterSecondSend(make_producer(cfg), killer)
+                victim = OutboxRelay(cfg, db, Readiness(), producer=lambda: producer)
                 async with anyio.create_task_group() as tg:
                     await start(tg, victim)
             assert await unpublished(cfg) == 300
