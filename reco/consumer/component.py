@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 import attrs
-import stamina
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from structlog.contextvars import bound_contextvars
 
@@ -61,6 +60,7 @@ from reco.lifecycle import Stop
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
+from reco.retry import retrying
 from reco.settings import Settings
 
 log = get_logger("reco.consumer")
@@ -334,9 +334,9 @@ class WatchEventConsumer:
         if not offsets:
             return
         try:
-            async for attempt in stamina.retry_context(
-                on=_retriable_commit, attempts=3, timeout=None,
-                wait_initial=self.settings.kafka_retry_initial, wait_max=self.settings.kafka_retry_max,
+            async for attempt in retrying(
+                _retriable_commit, attempts=3,
+                initial=self.settings.kafka_retry_initial, maximum=self.settings.kafka_retry_max,
             ):  # fmt: skip
                 with attempt, anyio.fail_after(self.settings.kafka_request_timeout):
                     await self._consumer.commit(offsets)
@@ -352,10 +352,9 @@ class WatchEventConsumer:
         is not retried: it propagates and stops the process, loudly.
         """
         cfg = self.settings
-        async for attempt in stamina.retry_context(
-            on=TransientError, attempts=None, timeout=None,
-            wait_initial=cfg.kafka_retry_initial, wait_max=cfg.kafka_retry_max,
-        ):  # fmt: skip
+        async for attempt in retrying(
+            TransientError, initial=cfg.kafka_retry_initial, maximum=cfg.kafka_retry_max
+        ):
             with attempt:
                 try:
                     return await fn()

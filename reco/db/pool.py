@@ -41,7 +41,6 @@ from typing import Any, cast
 import anyio
 import anyio.abc
 import asyncpg
-import stamina
 
 from reco.db import migrations
 from reco.db.classify import breaks_connection, classify, is_transient, translate
@@ -50,6 +49,7 @@ from reco.lifecycle import Stop
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
+from reco.retry import retrying
 from reco.settings import Settings
 
 log = get_logger("reco.db")
@@ -144,13 +144,10 @@ class Database:
         cfg = self.settings
         self.readiness.set(CHECK, False, "connecting")
         attempt = 0
-        async for attempt_ctx in stamina.retry_context(
-            on=is_transient,
-            timeout=cfg.db_startup_deadline,
-            attempts=None,
-            wait_initial=cfg.db_retry_initial,
-            wait_max=cfg.db_retry_max,
-        ):
+        async for attempt_ctx in retrying(
+            is_transient, timeout=cfg.db_startup_deadline,
+            initial=cfg.db_retry_initial, maximum=cfg.db_retry_max,
+        ):  # fmt: skip
             with attempt_ctx:
                 attempt += 1
                 log.info("connecting to the database", attempt=attempt)

@@ -26,7 +26,6 @@ import time
 
 import anyio
 import anyio.abc
-import stamina
 
 from reco.db.classify import is_transient
 from reco.db.pool import Database
@@ -34,6 +33,7 @@ from reco.folder import folding
 from reco.lifecycle import Stop, Work
 from reco.observability import metrics
 from reco.observability.logs import get_logger
+from reco.retry import retrying
 from reco.settings import Settings
 
 log = get_logger("reco.folder")
@@ -66,10 +66,9 @@ class CooccurrenceFolder:
         cfg = self.settings
         # Transient errors only: the input (committed increments) is ours and validated,
         # so anything else is a bug, and it stops the process rather than spin.
-        async for attempt in stamina.retry_context(
-            on=is_transient, attempts=None, timeout=None,
-            wait_initial=cfg.cooccurrence_fold_interval, wait_max=cfg.kafka_retry_max,
-        ):  # fmt: skip
+        async for attempt in retrying(
+            is_transient, initial=cfg.cooccurrence_fold_interval, maximum=cfg.db_retry_max
+        ):
             with attempt:
                 await self._fold_once(part, parts, work)
 

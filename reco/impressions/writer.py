@@ -27,7 +27,6 @@ import time
 import anyio
 import anyio.abc
 import asyncpg
-import stamina
 
 from reco.db.classify import is_transient
 from reco.db.pool import Database
@@ -40,6 +39,7 @@ from reco.lifecycle import Stop
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.outbox import queries as outbox
+from reco.retry import retrying
 from reco.settings import Settings
 
 log = get_logger("reco.impressions.writer")
@@ -97,9 +97,9 @@ class ImpressionWriter:
         batch, began = self._batch, time.perf_counter()
         size = len(batch)
         try:
-            async for attempt in stamina.retry_context(
-                on=_retryable, attempts=None, timeout=self.settings.writer_retry_timeout,
-                wait_initial=self.settings.db_retry_initial, wait_max=self.settings.db_retry_max,
+            async for attempt in retrying(
+                _retryable, timeout=self.settings.writer_retry_timeout,
+                initial=self.settings.db_retry_initial, maximum=self.settings.db_retry_max,
             ):  # fmt: skip
                 with attempt:
                     await self._write_once(batch)

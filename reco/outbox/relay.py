@@ -48,7 +48,6 @@ import anyio
 import anyio.abc
 import asyncpg
 import attrs
-import stamina
 from aiokafka import AIOKafkaProducer
 
 from reco.db.pool import Database, connect
@@ -60,6 +59,7 @@ from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
 from reco.outbox.publish import BatchOutcome, make_producer, send_batch
+from reco.retry import retrying
 from reco.settings import Settings
 
 log = get_logger("reco.outbox.relay")
@@ -216,9 +216,9 @@ class OutboxRelay:
     async def _publish_loop(self) -> None:
         cfg = self.settings
         with self._stop.work() as work:  # on stop: ends after the batch in hand
-            async for attempt in stamina.retry_context(
-                on=kafka_errors.is_transient, attempts=None, timeout=None,
-                wait_initial=cfg.kafka_retry_initial, wait_max=cfg.kafka_retry_max,
+            async for attempt in retrying(
+                kafka_errors.is_transient, initial=cfg.kafka_retry_initial,
+                maximum=cfg.kafka_retry_max,
             ):  # fmt: skip
                 with attempt:
                     async with self._producer() as producer:

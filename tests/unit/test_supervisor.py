@@ -49,6 +49,17 @@ def supervisor(
     )  # fmt: skip
 
 
+async def stop_timed(sup: Supervisor) -> float:
+    """Run ``sup`` until started, request the stop; seconds from the request to the end."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sup.run)
+        with anyio.fail_after(BOUND):
+            await sup.wait_started()
+        began = anyio.current_time()
+        sup.request_stop()
+    return anyio.current_time() - began
+
+
 def of_kind(journal: Journal, kind: str) -> list[str]:
     return [name for what, name in journal if what == kind]
 
@@ -103,14 +114,7 @@ class TestStartAndStop:
     ) -> None:
         """One that ignores its stop is cancelled at the end of its share, the rest stop."""
         parts = [FakeComponent("a", journal), FakeComponent("b", journal, ignore_stop=True)]
-        sup = supervisor(parts, shutdown=0.2)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(sup.run)
-            with anyio.fail_after(BOUND):
-                await sup.wait_started()
-            began = anyio.current_time()
-            sup.request_stop()
-        elapsed = anyio.current_time() - began
+        elapsed = await stop_timed(supervisor(parts, shutdown=0.2))
         assert of_kind(journal, "cancelled") == ["b"]
         assert of_kind(journal, "stopped") == ["a"]
         share = 0.2 * DEFAULT_SHARES_TOTAL / 2
@@ -275,13 +279,7 @@ class TestShares:
             parts, startup_timeout=BOUND, shutdown_timeout=1.0, handle_signals=False,
             shares={"first": 0.5, "stubborn": 0.2},
         )  # fmt: skip
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(sup.run)
-            with anyio.fail_after(BOUND):
-                await sup.wait_started()
-            began = anyio.current_time()
-            sup.request_stop()
-        elapsed = anyio.current_time() - began
+        elapsed = await stop_timed(sup)
         assert of_kind(journal, "cancelled") == ["stubborn"]
         assert of_kind(journal, "stopped") == ["first"]
         assert 0.18 <= elapsed < 0.7  # the stubborn one's share, not the whole budget
