@@ -139,8 +139,8 @@ class Stop:
         work = Work(self)
         with work.scope:
             self._work.add(work)
-            if self.requested:
-                work.stopping()
+            if self.requested:  # work taken up after the stop (a queue drained): bounded
+                work.scope.deadline = self.work_deadline
             try:
                 yield work
             finally:
