@@ -48,7 +48,9 @@ async def test_work_in_hand_finishes_then_the_loop_ends() -> None:
                         with work.in_hand():
                             await release.wait()
                             done.append("unit")
-                        await anyio.lowlevel.checkpoint()  # checkpoint: cancelled here after the stop
+                        await (
+                            anyio.lowlevel.checkpoint()
+                        )  # checkpoint: cancelled here after the stop
 
             tg.start_soon(loop)
             await anyio.wait_all_tasks_blocked()
