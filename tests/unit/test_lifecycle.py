@@ -48,9 +48,8 @@ async def test_work_in_hand_finishes_then_the_loop_ends() -> None:
                         with work.in_hand():
                             await release.wait()
                             done.append("unit")
-                        await (
-                            anyio.lowlevel.checkpoint()
-                        )  # checkpoint: cancelled here after the stop
+                        # cancelled here, once the unit in hand is done after the stop
+                        await anyio.lowlevel.checkpoint()
 
             tg.start_soon(loop)
             await anyio.wait_all_tasks_blocked()
