@@ -15,7 +15,7 @@ and a stop is honoured between two chunks.
 
 A failed fold rolls back whole (nothing is lost: the increments stay
 pending), is counted in ``reco_cooccurrence_fold_errors_total`` and retried
-with backoff. Stop: a chunk in progress gets ``consumer_drain_timeout`` to
+with the database section's backoff (``RECO_DB_RETRY_*``). Stop: a chunk in progress gets ``consumer_drain_timeout`` to
 commit; cancelled after that, it rolls back and another folder (or this one,
 after a restart) takes the same increments.
 """
@@ -33,7 +33,7 @@ from reco.db.pool import Database
 from reco.folder import folding
 from reco.observability import metrics
 from reco.observability.logs import get_logger
-from reco.settings import Settings
+from reco.settings import FolderSettings
 
 log = get_logger("reco.folder")
 
@@ -41,8 +41,12 @@ log = get_logger("reco.folder")
 class CooccurrenceFolder:
     name = "cooccurrence-folder"
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(
+        self, settings: FolderSettings, database: Database, *, drain_timeout: float
+    ) -> None:
+        """``drain_timeout``: a fold in progress at stop may finish within it (the consumer's)."""
         self.settings = settings
+        self.drain_timeout = drain_timeout
         self.database = database
         self._scope = anyio.CancelScope()
         self._folding = 0  # folds in progress (one per part at most)
@@ -52,7 +56,7 @@ class CooccurrenceFolder:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
-        parts = self.settings.cooccurrence_fold_parts
+        parts = self.settings.parts
         with self._scope:
             async with anyio.create_task_group() as tg:
                 for part in range(parts):
@@ -62,24 +66,24 @@ class CooccurrenceFolder:
         while not self._stopping:
             await self._fold_retrying(part, parts)
             if not self._stopping:
-                await anyio.sleep(self.settings.cooccurrence_fold_interval)
+                await anyio.sleep(self.settings.interval)
 
     def stop_nowait(self) -> None:
         """Stop now between folds; a fold in progress gets ``consumer_drain_timeout``."""
         self._stopping = True
         if self._folding:
-            drain_at = anyio.current_time() + self.settings.consumer_drain_timeout
+            drain_at = anyio.current_time() + self.drain_timeout
             self._scope.deadline = min(self._scope.deadline, drain_at)
         else:
             self._scope.cancel()
 
     async def _fold_retrying(self, part: int, parts: int) -> None:
-        cfg = self.settings
+        retry = self.database.settings
         # Transient errors only: the input (committed increments) is ours and validated,
         # so anything else is a bug, and it stops the process rather than spin.
         async for attempt in stamina.retry_context(
             on=is_transient, attempts=None, timeout=None,
-            wait_initial=cfg.cooccurrence_fold_interval, wait_max=cfg.kafka_retry_max,
+            wait_initial=retry.retry_initial, wait_max=retry.retry_max,
         ):  # fmt: skip
             with attempt:
                 await self._fold_once(part, parts)
@@ -88,7 +92,7 @@ class CooccurrenceFolder:
         """One pass over the increments' pages, chunk by chunk (a transaction each)."""
         async with self.database.connection() as conn:
             size = await folding.table_blocks(conn)
-        for first, blocks in folding.chunks(size, self.settings.cooccurrence_fold_chunk_blocks):
+        for first, blocks in folding.chunks(size, self.settings.chunk_blocks):
             if self._stopping or not await self._fold_chunk(part, parts, first, blocks):
                 return
 
@@ -99,7 +103,7 @@ class CooccurrenceFolder:
         try:
             async with self.database.connection() as conn, conn.transaction():
                 folded = await folding.fold(
-                    conn, statement_timeout=self.settings.cooccurrence_fold_timeout,
+                    conn, statement_timeout=self.settings.timeout,
                     part=part, parts=parts, first_block=first, blocks=blocks,
                 )  # fmt: skip
         except Exception as exc:

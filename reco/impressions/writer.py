@@ -39,7 +39,7 @@ from reco.impressions.rows import outbox_rows
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.outbox import queries as outbox
-from reco.settings import Settings
+from reco.settings import ImpressionSettings
 
 log = get_logger("reco.impressions.writer")
 
@@ -51,8 +51,13 @@ def _retryable(exc: Exception) -> bool:
 class ImpressionWriter:
     name = "impression-writer"
 
-    def __init__(self, settings: Settings, database: Database, buffer: ImpressionBuffer) -> None:
+    def __init__(
+        self, settings: ImpressionSettings, database: Database, buffer: ImpressionBuffer, *,
+        topic: str,
+    ) -> None:  # fmt: skip
+        """``topic``: where the outbox sends the impressions (``RECO_IMPRESSIONS_TOPIC``)."""
         self.settings = settings
+        self.topic = topic
         self.database = database
         self.buffer = buffer
         self._batch: list[Impression] = []
@@ -80,17 +85,17 @@ class ImpressionWriter:
 
     def _arm_drain_deadline(self) -> None:
         assert self._scope is not None
-        deadline = anyio.current_time() + self.settings.writer_drain_timeout
+        deadline = anyio.current_time() + self.settings.drain_timeout
         self._scope.deadline = min(self._scope.deadline, deadline)
 
     async def _next_batch(self) -> bool:
         """Collect up to ``writer_batch_max`` impressions; False once closed and empty."""
-        receive, limit = self.buffer.receive, self.settings.writer_batch_max
+        receive, limit = self.buffer.receive, self.settings.batch_max
         try:
             self._batch.append(await receive.receive())
         except anyio.EndOfStream:
             return False
-        with anyio.move_on_after(self.settings.writer_batch_wait):
+        with anyio.move_on_after(self.settings.batch_wait):
             while len(self._batch) < limit:
                 try:
                     self._batch.append(await receive.receive())
@@ -101,11 +106,11 @@ class ImpressionWriter:
 
     async def _write(self) -> None:
         batch, began = self._batch, time.perf_counter()
-        size = len(batch)
+        size, retry = len(batch), self.database.settings
         try:
             async for attempt in stamina.retry_context(
-                on=_retryable, attempts=None, timeout=self.settings.writer_retry_timeout,
-                wait_initial=0.05, wait_max=1.0,
+                on=_retryable, attempts=None, timeout=self.settings.retry_timeout,
+                wait_initial=retry.retry_initial, wait_max=retry.retry_max,
             ):  # fmt: skip
                 with attempt:
                     await self._write_once(batch)
@@ -120,7 +125,7 @@ class ImpressionWriter:
 
     async def _write_once(self, batch: list[Impression]) -> None:
         """One shielded, bounded transaction; clears ``batch`` once committed."""
-        rows = outbox_rows(batch, self.settings.impressions_topic)
+        rows = outbox_rows(batch, self.topic)
         with anyio.CancelScope(shield=True), anyio.fail_after(self._attempt_timeout):
             try:
                 async with self.database.connection() as conn, conn.transaction():
@@ -136,8 +141,8 @@ class ImpressionWriter:
 
     @property
     def _attempt_timeout(self) -> float:
-        cfg = self.settings
-        return cfg.db_acquire_timeout + 2 * cfg.db_statement_timeout
+        cfg = self.database.settings
+        return cfg.acquire_timeout + 2 * cfg.statement_timeout
 
     def _account_leftovers(self) -> None:
         self.buffer.close()  # nobody will read any more: later submits are refused, counted

@@ -49,13 +49,14 @@ from aiokafka import AIOKafkaProducer
 
 from reco.db.pool import Database, connect
 from reco.errors import BrokerUnavailable
+from reco.kafka import clients
 from reco.kafka import errors as kafka_errors
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
-from reco.outbox.publish import BatchOutcome, make_producer, send_batch
-from reco.settings import Settings
+from reco.outbox.publish import MAX_BATCH_BYTES, BatchOutcome, send_batch
+from reco.settings import DatabaseSettings, KafkaSettings, RelaySettings
 
 log = get_logger("reco.outbox.relay")
 
@@ -75,8 +76,12 @@ class LeadershipLost(Exception):
 class OutboxRelay:
     name = "outbox-relay"
 
-    def __init__(self, settings: Settings, database: Database, readiness: Readiness) -> None:
+    def __init__(
+        self, settings: RelaySettings, kafka: KafkaSettings, database: Database,
+        readiness: Readiness,
+    ) -> None:  # fmt: skip
         self.settings = settings
+        self.kafka = kafka
         self.database = database
         self.readiness = readiness
         self.leading = False
@@ -104,7 +109,7 @@ class OutboxRelay:
         if scope is None:
             return
         if self._in_batch:
-            deadline = anyio.current_time() + self.settings.relay_stop_timeout
+            deadline = anyio.current_time() + self.settings.stop_timeout
             scope.deadline = min(scope.deadline, deadline)
         else:
             scope.cancel()
@@ -117,21 +122,21 @@ class OutboxRelay:
             except Exception as exc:  # noqa: BLE001 - logged; contend again after a pause
                 log.warning("relay not leading", error=repr(exc))
             self._set_leader(False)
-            with anyio.move_on_after(self.settings.relay_leader_retry):
+            with anyio.move_on_after(self.settings.leader_retry):
                 await self._stop.wait()
 
     async def _stand_by_then_lead(self) -> None:
-        silence = {"idle_session_timeout": str(int(self.settings.relay_failover_timeout * 1000))}
-        conn = await connect(self.settings, "reco-relay-lock", extra_settings=silence)
+        silence = {"idle_session_timeout": str(int(self.settings.failover_timeout * 1000))}
+        conn = await connect(self.database.settings, "reco-relay-lock", extra_settings=silence)
         try:
             while not await queries.try_lock(conn, LOCK_KEY):
-                with anyio.move_on_after(self.settings.relay_leader_retry):
+                with anyio.move_on_after(self.settings.leader_retry):
                     await self._stop.wait()
                 if self._stop.is_set():
                     return
             await self._lead(conn)
         finally:
-            await _close(conn, self.settings)
+            await _close(conn, self.database.settings)
 
     async def _lead(self, lock_conn: asyncpg.Connection) -> None:
         self._set_leader(True)
@@ -152,10 +157,10 @@ class OutboxRelay:
         """Raise :class:`LeadershipLost` as soon as the lock connection fails."""
         cfg = self.settings
         while True:
-            with anyio.move_on_after(cfg.relay_leader_retry):
+            with anyio.move_on_after(cfg.leader_retry):
                 await lost.wait()
             try:
-                with anyio.fail_after(cfg.db_health_timeout):
+                with anyio.fail_after(self.database.settings.health_timeout):
                     await lock_conn.fetchval("SELECT 1")
             except Exception as exc:
                 log.warning("relay lock connection lost; stepping down", error=repr(exc))
@@ -171,21 +176,21 @@ class OutboxRelay:
                 if conn is None or conn.is_closed():
                     conn = await self._listen()
                     self._wake.set()  # notifications may have been missed: claim now
-                await anyio.sleep(self.settings.relay_leader_retry)
+                await anyio.sleep(self.settings.leader_retry)
         finally:
             if conn is not None:
-                await _close(conn, self.settings)
+                await _close(conn, self.database.settings)
 
     async def _listen(self) -> asyncpg.Connection | None:
         try:
-            conn = await connect(self.settings, "reco-relay-listen")
+            conn = await connect(self.database.settings, "reco-relay-listen")
         except Exception as exc:  # noqa: BLE001 - polling still works
             log.warning("cannot LISTEN; polling only", error=repr(exc))
             return None
         try:
             await conn.add_listener(queries.NOTIFY_CHANNEL, self._on_notify)
         except BaseException as exc:  # cancelled (leadership lost) or failed: never leak it
-            await _close(conn, self.settings)
+            await _close(conn, self.database.settings)
             if not isinstance(exc, Exception):
                 raise
             log.warning("cannot LISTEN; polling only", error=repr(exc))
@@ -206,12 +211,11 @@ class OutboxRelay:
 
     # --- publishing --------------------------------------------------------------
     async def _publish_loop(self) -> None:
-        cfg = self.settings
         try:
             with anyio.CancelScope() as self._publish_scope:
                 async for attempt in stamina.retry_context(
                     on=kafka_errors.is_transient, attempts=None, timeout=None,
-                    wait_initial=cfg.kafka_retry_initial, wait_max=cfg.kafka_retry_max,
+                    wait_initial=self.kafka.retry_initial, wait_max=self.kafka.retry_max,
                 ):  # fmt: skip
                     with attempt:
                         async with self._producer() as producer:
@@ -228,13 +232,13 @@ class OutboxRelay:
         finally:
             with (
                 anyio.CancelScope(shield=True),
-                anyio.move_on_after(self.settings.relay_stop_timeout),
+                anyio.move_on_after(self.settings.stop_timeout),
             ):
                 await producer.stop()
 
     def make_producer(self) -> AIOKafkaProducer:
         """The producer for one publishing attempt (tests subclass to inject faults)."""
-        return make_producer(self.settings)
+        return clients.relay_producer(self.kafka, self.settings, max_batch_size=MAX_BATCH_BYTES)
 
     async def _pump(self, producer: AIOKafkaProducer) -> None:
         cfg = self.settings
@@ -242,7 +246,7 @@ class OutboxRelay:
             self._wake = anyio.Event()  # before the claim: a NOTIFY during it is kept
             rows = await self._claim()
             if not rows:
-                with anyio.move_on_after(cfg.relay_poll_interval):
+                with anyio.move_on_after(cfg.poll_interval):
                     await self._wake.wait()
                 continue
             self._in_batch = True
@@ -254,7 +258,7 @@ class OutboxRelay:
     async def _claim(self) -> list[queries.PendingRow]:
         try:
             async with self.database.connection() as conn:
-                rows = await queries.fetch_pending(conn, self.settings.relay_batch_max)
+                rows = await queries.fetch_pending(conn, self.settings.batch_max)
         except Exception:
             metrics.outbox_errors.inc({"stage": "claim"})
             raise
@@ -263,7 +267,7 @@ class OutboxRelay:
 
     async def _publish(self, producer: AIOKafkaProducer, rows: list[queries.PendingRow]) -> None:
         outcome = BatchOutcome(acked=0)
-        with anyio.move_on_after(self.settings.relay_publish_timeout):
+        with anyio.move_on_after(self.settings.publish_timeout):
             await send_batch(producer, rows, outcome)
         self.batches += 1
         if outcome.acked:
@@ -287,7 +291,7 @@ class OutboxRelay:
         it move on. Anything else is retried from the oldest unpublished row.
         """
         alone = BatchOutcome(acked=0)
-        with anyio.move_on_after(self.settings.relay_publish_timeout):
+        with anyio.move_on_after(self.settings.publish_timeout):
             await send_batch(producer, [row], alone)
         if alone.acked:
             await self._mark([row.id])
@@ -296,7 +300,7 @@ class OutboxRelay:
             raise PublishFailed(alone.error)
         with (
             anyio.CancelScope(shield=True),
-            anyio.fail_after(self.settings.db_statement_timeout + 1),
+            anyio.fail_after(self.database.settings.statement_timeout + 1),
         ):
             async with self.database.connection() as conn:
                 await queries.mark_rejected(conn, row.id, alone.error[:500])
@@ -305,9 +309,9 @@ class OutboxRelay:
                   event_id=row.event_id, topic=row.topic, error=alone.error)  # fmt: skip
 
     async def _mark(self, ids: list[int]) -> None:
-        cfg = self.settings
+        bound = self.database.settings.statement_timeout + 1
         try:
-            with anyio.CancelScope(shield=True), anyio.fail_after(cfg.db_statement_timeout + 1):
+            with anyio.CancelScope(shield=True), anyio.fail_after(bound):
                 async with self.database.connection() as conn:
                     await queries.mark_published(conn, ids)
         except Exception:
@@ -360,9 +364,9 @@ class OutboxRelay:
         )  # fmt: skip
 
 
-async def _close(conn: asyncpg.Connection, settings: Settings) -> None:
+async def _close(conn: asyncpg.Connection, settings: DatabaseSettings) -> None:
     """Close a dedicated connection (releasing its locks), bounded and shielded."""
-    bound = settings.db_connect_timeout
+    bound = settings.connect_timeout
     with anyio.CancelScope(shield=True), anyio.move_on_after(bound):
         try:
             await conn.close(timeout=bound)
