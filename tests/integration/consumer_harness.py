@@ -13,12 +13,13 @@ import anyio
 import anyio.abc
 import asyncpg
 import attrs
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from reco.consumer.component import WatchEventConsumer
 from reco.db.pool import Database
+from reco.kafka import clients
 from reco.observability.readiness import Readiness
-from reco.settings import Settings
+from reco.settings import KafkaSettings, Settings, evolve
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -31,7 +32,7 @@ def fast(settings: Settings, **changes: Any) -> Settings:
         "consumer_drain_timeout": 3.0, "consumer_batch_timeout": 2.0,
         "kafka_retry_initial": 0.02, "kafka_retry_max": 0.2,
     }  # fmt: skip
-    return attrs.evolve(settings, **{**defaults, **changes})
+    return evolve(settings, **{**defaults, **changes})
 
 
 def event(n: int, *, user: str | None = None, item: str | None = None) -> dict[str, Any]:
@@ -47,8 +48,11 @@ def encode(obj: dict[str, Any]) -> bytes:
 
 
 @asynccontextmanager
-async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    client = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+async def producer(
+    bootstrap: str, *, linger: float = 0.0, **options: Any
+) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer (reco.kafka.clients.producer), stopped on exit."""
+    client = clients.producer(KafkaSettings(bootstrap=bootstrap), linger=linger, **options)
     try:
         await client.start()
         yield client
@@ -118,8 +122,8 @@ class Running:
 async def running_consumer(settings: Settings) -> AsyncIterator[Running]:
     """The database and consumer components, stopped gracefully (consumer first) on exit."""
     readiness = Readiness()
-    database = Database(settings, readiness)
-    consumer = WatchEventConsumer(settings, readiness, database)
+    database = Database(settings.database, readiness, migrate=settings.should_migrate_on_start)
+    consumer = WatchEventConsumer(settings.consumer, settings.kafka, readiness, database)
     done = anyio.Event()
 
     async def _consume(*, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -142,10 +146,7 @@ async def running_consumer(settings: Settings) -> AsyncIterator[Running]:
 
 async def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
     """The first ``count`` records of ``topic`` (every partition, from the start)."""
-    client = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"reader-{topic}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
-    )  # fmt: skip
+    client = clients.consumer(KafkaSettings(bootstrap=bootstrap), topic, group=f"reader-{topic}")
     await client.start()
     records: list[Any] = []
     try:

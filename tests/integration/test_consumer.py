@@ -9,12 +9,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from reco.consumer import component
 from reco.db.pool import Database
 from reco.engine import ingest
+from reco.kafka import clients
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
@@ -51,8 +51,8 @@ class TestDelivery:
     async def test_events_land_once(self, kafka_settings: Settings, topics: Topics) -> None:
         """Every produced event is stored and applied exactly once."""
         settings = fast(kafka_settings)
-        store = Store(settings.database_url)
-        async with producer(settings.kafka_bootstrap) as client, running_consumer(settings) as run:
+        store = Store(settings.database.url)
+        async with producer(settings.kafka.bootstrap) as client, running_consumer(settings) as run:
             await send(client, topics.watch_events, [event(n) for n in range(200)])
             await wait_until(lambda: store.has(200))
             await wait_until(_ready(run.readiness))
@@ -63,8 +63,8 @@ class TestDelivery:
     async def test_repeats_count_once(self, kafka_settings: Settings, topics: Topics) -> None:
         """The same event three times in one batch, then again in later batches, counts once."""
         settings = fast(kafka_settings)
-        store = Store(settings.database_url)
-        async with producer(settings.kafka_bootstrap) as client, running_consumer(settings):
+        store = Store(settings.database.url)
+        async with producer(settings.kafka.bootstrap) as client, running_consumer(settings):
             await send(client, topics.watch_events, [event(1)] * 3)
             await wait_until(lambda: store.has(1))
             await send(client, topics.watch_events, [event(1), event(2)])
@@ -76,8 +76,8 @@ class TestDelivery:
     async def test_restart_mid_stream(self, kafka_settings: Settings, topics: Topics) -> None:
         """Stopping and restarting the consumer while events flow loses and doubles nothing."""
         settings = fast(kafka_settings, consumer_batch_max=20)
-        store = Store(settings.database_url)
-        async with producer(settings.kafka_bootstrap) as client:
+        store = Store(settings.database.url)
+        async with producer(settings.kafka.bootstrap) as client:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_trickle, client, topics.watch_events, 300)
                 async with running_consumer(settings):
@@ -92,7 +92,7 @@ class TestDeadLetters:
     async def test_each_malformed_kind(self, kafka_settings: Settings, topics: Topics) -> None:
         """Each kind of malformed record reaches the DLQ with its reason; good ones are stored."""
         settings = fast(kafka_settings, consumer_max_message_bytes=2048)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         bad = {
             "not_utf8": b'{"event_id": "\xff\xfe"}', "not_json": b'{"event_id": ',
             "oversized": json.dumps({**event(90), "pad": "x" * 4096}).encode(),
@@ -100,10 +100,10 @@ class TestDeadLetters:
         }  # fmt: skip
         missing = json.dumps({k: v for k, v in event(92).items() if k != "user_id"}).encode()
         values = [encode(event(1)), *bad.values(), encode(event(2)), missing, encode(event(3))]
-        async with producer(settings.kafka_bootstrap) as client, running_consumer(settings):
+        async with producer(settings.kafka.bootstrap) as client, running_consumer(settings):
             await send(client, topics.watch_events, values, key=b"same-partition")
             await wait_until(lambda: store.has(3))
-            records = await read_topic(settings.kafka_bootstrap, topics.dead_letter, 5)
+            records = await read_topic(settings.kafka.bootstrap, topics.dead_letter, 5)
         assert await store.ids() == ["e1", "e2", "e3"]
         by_reason = {_header(r, "reason"): r for r in records}
         assert set(by_reason) == {*bad, "invalid_event"}
@@ -125,9 +125,9 @@ class TestGroup:
     async def test_two_consumers_share(self, kafka_settings: Settings, topics: Topics) -> None:
         """A second consumer joining mid-stream takes partitions over; the totals are exact."""
         settings = fast(kafka_settings, consumer_batch_max=50)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         async with (
-            producer(settings.kafka_bootstrap) as client,
+            producer(settings.kafka.bootstrap) as client,
             running_consumer(settings) as one,
             anyio.create_task_group() as tg,
         ):
@@ -157,7 +157,7 @@ class TestReadiness:
             await release.wait()
 
         monkeypatch.setattr(ingest, "apply_events", stall)
-        async with producer(settings.kafka_bootstrap) as client, running_consumer(settings) as run:
+        async with producer(settings.kafka.bootstrap) as client, running_consumer(settings) as run:
             await wait_until(_ready(run.readiness))
             await send(client, topics.watch_events, [event(n) for n in range(10)])
             await wait_until(_not_ready(run.readiness))
@@ -173,9 +173,9 @@ class TestService:
     async def test_wired_into_the_service(self, kafka_settings: Settings, topics: Topics) -> None:
         """The service runs the consumer: events land and /readyz lists kafka_consumer as ok."""
         settings = fast(kafka_settings)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         async with (
-            producer(settings.kafka_bootstrap) as client,
+            producer(settings.kafka.bootstrap) as client,
             running_service(settings) as svc,
             httpx.AsyncClient(base_url=svc.base_url) as http,
         ):
@@ -193,7 +193,7 @@ class TestCancellation:
     ) -> None:
         """Cancelled inside a batch's transaction, it exits promptly; nothing stored or committed."""
         settings = fast(kafka_settings)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         entered = anyio.Event()
 
         async def hang(conn: Any, events: Any) -> None:
@@ -203,12 +203,16 @@ class TestCancellation:
 
         monkeypatch.setattr(ingest, "apply_events", hang)
         readiness = Readiness()
-        database = Database(settings, readiness)
-        async with producer(settings.kafka_bootstrap) as client, anyio.create_task_group() as outer:
+        database = Database(settings.database, readiness, migrate=settings.should_migrate_on_start)
+        async with producer(settings.kafka.bootstrap) as client, anyio.create_task_group() as outer:
             await outer.start(database.run)
             await send(client, topics.watch_events, [event(n) for n in range(20)])
             async with anyio.create_task_group() as tg:
-                await tg.start(component.WatchEventConsumer(settings, readiness, database).run)
+                await tg.start(
+                    component.WatchEventConsumer(
+                        settings.consumer, settings.kafka, readiness, database
+                    ).run
+                )
                 with anyio.fail_after(20):
                     await entered.wait()
                 began = anyio.current_time()
@@ -227,7 +231,7 @@ class TestGracefulStop:
     ) -> None:
         """stop_nowait with a batch that cannot finish returns after the drain bound, commits nothing."""
         settings = fast(kafka_settings, consumer_drain_timeout=0.5)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         entered = anyio.Event()
 
         async def hang(conn: Any, events: Any) -> None:
@@ -235,7 +239,7 @@ class TestGracefulStop:
             await anyio.sleep_forever()
 
         monkeypatch.setattr(ingest, "apply_events", hang)
-        async with producer(settings.kafka_bootstrap) as client:
+        async with producer(settings.kafka.bootstrap) as client:
             await send(client, topics.watch_events, [event(n) for n in range(20)])
             async with running_consumer(settings):
                 with anyio.fail_after(20):
@@ -286,14 +290,12 @@ async def _both_assigned(a: component.WatchEventConsumer, b: component.WatchEven
 
 
 async def _committed(settings: Settings) -> dict[int, int]:
-    client = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=settings.consumer_group
-    )
+    client = clients.consumer(settings.kafka, group=settings.consumer.group)
     await client.start()
     try:
         out = {}
         for p in range(4):
-            offset = await client.committed(TopicPartition(settings.watch_events_topic, p))
+            offset = await client.committed(TopicPartition(settings.kafka.watch_events_topic, p))
             if offset is not None:
                 out[p] = offset
         return out

@@ -101,7 +101,7 @@ class TestBrokerDownAtStart:
         """With no broker, it starts at once with readiness failing; it connects when one comes."""
         broker = EmbeddedBroker(tmp_path / "late-broker", port=free_port())
         settings = fast(kafka_settings, kafka_bootstrap=broker.bootstrap)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         with anyio.fail_after(30):
             async with running_consumer(settings) as run:
                 state = run.readiness.get(component.CHECK)
@@ -125,7 +125,7 @@ class TestBrokerRestart:
     ) -> None:
         """Events produced before and after a broker restart are each stored exactly once."""
         settings = fast(kafka_settings, kafka_bootstrap=own_broker.bootstrap)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         async with running_consumer(settings) as run:
             async with producer(own_broker.bootstrap) as client:
                 await send(client, topics.watch_events, events(0, 100))
@@ -155,7 +155,7 @@ class TestDatabasePause:
         pauser = _PauseOnce(own_postgres)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(ingest, "apply_events", pauser.apply)
-            async with producer(settings.kafka_bootstrap) as client, running_consumer(settings):
+            async with producer(settings.kafka.bootstrap) as client, running_consumer(settings):
                 await send(client, topics.watch_events, events(0, 50))
                 await wait_until(lambda: store.has(50))
                 errors_before = _process_errors()
@@ -231,7 +231,7 @@ class TestBrokerLostMidRun:
         # A request timeout under Tansu's ~3 s group join would never let it rejoin.
         settings = fast(kafka_settings, kafka_bootstrap=own_broker.bootstrap,
                         kafka_request_timeout=5.0)  # fmt: skip
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         async with running_consumer(settings) as run:
             async with producer(own_broker.bootstrap) as client:
                 await send(client, topics.watch_events, events(0, 10))

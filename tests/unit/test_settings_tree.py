@@ -5,9 +5,9 @@ from __future__ import annotations
 import cattrs
 import pytest
 
-from reco.errors import ConfigError
 from reco.kafka.clients import ms
-from reco.settings import KNOBS, AppEnv, Settings, converter, env_name, evolve, load_settings
+from reco.settings import KNOBS, AppEnv, Settings, converter, env_name, evolve
+from tests.unit.test_settings import problems_of
 
 # Every variable of the flat Settings class this tree replaced (main at c3fd682).
 FLAT_NAMES = frozenset({
@@ -38,12 +38,6 @@ FLAT_NAMES = frozenset({
     "RECO_STARTUP_TIMEOUT", "RECO_WATCH_EVENTS_TOPIC", "RECO_WRITER_BATCH_MAX",
     "RECO_WRITER_BATCH_WAIT", "RECO_WRITER_DRAIN_TIMEOUT", "RECO_WRITER_RETRY_TIMEOUT",
 })  # fmt: skip
-
-
-def problems_of(environ: dict[str, str]) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_settings(environ)
-    return info.value.problems
 
 
 class TestNames:
