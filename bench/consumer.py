@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 import asyncpg
 import attrs
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from anyio.streams.text import TextReceiveStream
 from reco_dev.devstack.broker import EmbeddedBroker
 from reco_dev.devstack.postgres import EmbeddedPostgres
@@ -44,10 +44,11 @@ from reco.db.pool import Database
 from reco.events import parse_watch_event
 from reco.folder import folding
 from reco.folder.component import CooccurrenceFolder
+from reco.kafka import clients
 from reco.observability import metrics
 from reco.observability.logs import configure_logging
 from reco.observability.readiness import Readiness
-from reco.settings import AppEnv, Settings
+from reco.settings import AppEnv, KafkaSettings, Settings
 from tests.support.components import request_stop, start
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,8 +86,9 @@ def load(path: Path, limit: int | None) -> list[tuple[bytes, bytes]]:
 
 
 def make_producer(bootstrap: str) -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
-                            linger_ms=5, max_batch_size=256 * 1024)  # fmt: skip
+    return clients.producer(
+        KafkaSettings(bootstrap=bootstrap), linger=0.005, max_batch_size=256 * 1024
+    )
 
 
 async def send_all(producer: AIOKafkaProducer, topic: str,
@@ -190,9 +192,9 @@ async def wait_for(condition: Callable[[], bool], poll: float = 0.05) -> None:
 @asynccontextmanager
 async def bare(bootstrap: str, url: str, topic: str, batch: int) -> AsyncIterator[Run]:
     """The ceiling: a bare aiokafka loop, one batched INSERT and a commit per batch."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{topic}",
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_poll_records=batch)  # fmt: skip
+    consumer = clients.consumer(
+        KafkaSettings(bootstrap=bootstrap), topic, group=f"bare-{topic}", max_poll_records=batch
+    )
     await consumer.start()
     conn = await asyncpg.connect(url)
     stored = [0]
@@ -226,11 +228,11 @@ async def bare_loop(consumer: Any, conn: asyncpg.Connection, batch: int, stored:
 async def real(settings: Settings) -> AsyncIterator[Run]:
     """The consumer and folder components with the database component, as the service runs them."""
     readiness = Readiness()
-    database = Database(settings, readiness)
-    component = WatchEventConsumer(settings, readiness, database)
-    folder = CooccurrenceFolder(settings, database)
+    database = Database(settings.database, readiness, migrate=settings.should_migrate_on_start)
+    component = WatchEventConsumer(settings.consumer, settings.kafka, readiness, database)
+    folder = CooccurrenceFolder(settings.folder, database)
     base = handled()
-    watcher = await asyncpg.connect(settings.database_url)
+    watcher = await asyncpg.connect(settings.database.url)
     async with anyio.create_task_group() as tg:
         await start(tg, database)
         await start(tg, folder)
@@ -243,7 +245,7 @@ async def real(settings: Settings) -> AsyncIterator[Run]:
         async def settled() -> bool:
             return not await folding.pending(watcher)
 
-        yield Run(settings.kafka_bootstrap, settings.watch_events_topic,
+        yield Run(settings.kafka.bootstrap, settings.kafka.watch_events_topic,
                   lambda: handled() - base, assigned, settled)  # fmt: skip
         request_stop(component)
         request_stop(folder)
@@ -319,7 +321,7 @@ def run_for(
 ) -> AbstractAsyncContextManager[Run]:
     if name == "ceiling":
         return bare(bootstrap, url, topic, args.batch)
-    settings = Settings(
+    settings = Settings.from_flat(
         app_env=AppEnv.TEST, database_url=url, kafka_bootstrap=bootstrap,
         watch_events_topic=topic, dead_letter_topic=f"{topic}.dlq", consumer_group=f"g-{topic}",
         consumer_batch_max=args.batch, consumer_batch_wait=args.wait,
@@ -357,16 +359,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an ML-100K .inter file")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N ratings")
     defaults = Settings()
-    parser.add_argument("--batch", type=int, default=defaults.consumer_batch_max,
+    parser.add_argument("--batch", type=int, default=defaults.consumer.batch_max,
                         help="batch size (both runs)")  # fmt: skip
     parser.add_argument("--wait", type=float, default=0.1, help="consumer_batch_wait seconds")
     parser.add_argument("--mode", choices=(*MODES, "both"), default="both", help="which runs")
-    parser.add_argument("--lanes", type=int, default=defaults.consumer_store_lanes,
+    parser.add_argument("--lanes", type=int, default=defaults.consumer.store_lanes,
                         help="consumer_store_lanes")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds (each on fresh topics and databases); medians are printed")  # fmt: skip
     parser.add_argument("--fold-interval", type=float,
-                        default=defaults.cooccurrence_fold_interval,
+                        default=defaults.folder.interval,
                         help="cooccurrence_fold_interval")  # fmt: skip
     args = parser.parse_args(argv)
     configure_logging("WARNING")  # the output is the figures, not the consumer's batch log

@@ -151,10 +151,10 @@ async def read_side(conn: asyncpg.Connection, url: str, users: list[str]) -> Non
 
 async def for_user(url: str, users: list[str]) -> None:
     """Recommender.for_user end to end (with its per-process caches), random users."""
-    settings = Settings(database_url=url, recs_cache_ttl=1.0)
-    database = Database(settings, Readiness())
+    settings = Settings.from_flat(database_url=url, recs_cache_ttl=1.0)
+    database = Database(settings.database, Readiness(), migrate=settings.should_migrate_on_start)
     await database.open()
-    recommender = Recommender(database, settings)
+    recommender = Recommender(database, settings.engine)
     rng = random.Random(7)
     took = []
     began = time.perf_counter()

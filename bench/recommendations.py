@@ -301,11 +301,11 @@ async def time_engine(database_url: str, users: list[str], samples: int,
                       limit: int) -> tuple[list[float], list[float]]:  # fmt: skip
     """Seconds per ``Recommender.for_user`` call, one at a time, in this process: the
     first call for each user (scored) and the repeats (served again, when kept)."""
-    settings = Settings(database_url=database_url, db_pool_min_size=1, db_pool_max_size=2)
-    database = Database(settings, Readiness())
+    settings = Settings.from_flat(database_url=database_url, db_pool_min_size=1, db_pool_max_size=2)
+    database = Database(settings.database, Readiness(), migrate=settings.should_migrate_on_start)
     await database.open()
     try:
-        recommender = Recommender(database, settings)
+        recommender = Recommender(database, settings.engine)
         first: list[float] = []
         again: list[float] = []
         seen: set[str] = set()
@@ -476,7 +476,7 @@ async def impressions_throughput(database_url: str, bootstrap: str, n: int) -> f
     writer: the clock measures the writer and the relay, from the first submit to the
     last row marked published.
     """
-    settings = Settings(
+    settings = Settings.from_flat(
         database_url=database_url, kafka_bootstrap=bootstrap, max_background_tasks=n,
         impressions_topic="bench.impressions", relay_poll_interval=0.05,
     )  # fmt: skip
@@ -484,10 +484,12 @@ async def impressions_throughput(database_url: str, bootstrap: str, n: int) -> f
     try:
         await migrations.migrate(conn, migrations.default_dir())
         readiness = Readiness()
-        database = Database(settings, readiness)
-        buffer = ImpressionBuffer(settings)
-        relay = OutboxRelay(settings, database, readiness)
-        writer = ImpressionWriter(settings, database, buffer)
+        database = Database(settings.database, readiness, migrate=settings.should_migrate_on_start)
+        buffer = ImpressionBuffer(settings.impressions)
+        relay = OutboxRelay(settings.relay, settings.kafka, database, readiness)
+        writer = ImpressionWriter(
+            settings.impressions, database, buffer, topic=settings.kafka.impressions_topic
+        )
         items = tuple(ServedItem(str(i), i, 1.0 / i) for i in range(1, 11))
         async with anyio.create_task_group() as tg:
             await start(tg, database)

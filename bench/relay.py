@@ -25,19 +25,19 @@ import time
 from pathlib import Path
 
 import anyio
-import attrs
 from aiokafka import AIOKafkaProducer
 from reco_dev.devstack.broker import EmbeddedBroker
 from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.db import migrations
 from reco.db.pool import Database, connect
+from reco.kafka import clients
 from reco.observability.logs import configure_logging
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
-from reco.outbox.publish import BatchOutcome, make_producer, send_batch
+from reco.outbox.publish import MAX_BATCH_BYTES, BatchOutcome, send_batch
 from reco.outbox.relay import OutboxRelay
-from reco.settings import Settings
+from reco.settings import Settings, evolve
 from tests.support.components import request_stop, start
 
 PAYLOAD = '{"recommendation_id":"%s","user_id":"u%d","endpoint":"popular","items":[%s]}'
@@ -53,7 +53,7 @@ class TimedRelay(OutboxRelay):
     """Records when each row's batch was acknowledged and marked; signals at ``target`` rows."""
 
     def __init__(self, settings: Settings, database: Database, target: int) -> None:
-        super().__init__(settings, database, Readiness())
+        super().__init__(settings.relay, settings.kafka, database, Readiness())
         self.acked_at: dict[str, float] = {}
         self.target = target
         self.done = anyio.Event()
@@ -68,7 +68,9 @@ class TimedRelay(OutboxRelay):
 
 
 async def ceiling(settings: Settings, n: int) -> float:
-    producer = make_producer(settings)
+    producer = clients.relay_producer(
+        settings.kafka, settings.relay, max_batch_size=MAX_BATCH_BYTES
+    )
     await producer.start()
     try:
         pending = [
@@ -78,9 +80,9 @@ async def ceiling(settings: Settings, n: int) -> float:
         ]  # fmt: skip
         await send_batch(producer, pending[:100], BatchOutcome(0))  # topic metadata, warm-up
         began = time.perf_counter()
-        for start in range(0, n, settings.relay_batch_max):
+        for start in range(0, n, settings.relay.batch_max):
             outcome = BatchOutcome(0)
-            await send_batch(producer, pending[start : start + settings.relay_batch_max], outcome)
+            await send_batch(producer, pending[start : start + settings.relay.batch_max], outcome)
             assert not outcome.error, outcome.error
         return n / (time.perf_counter() - began)
     finally:
@@ -88,7 +90,7 @@ async def ceiling(settings: Settings, n: int) -> float:
 
 
 async def prefill(settings: Settings, n: int, topic: str) -> None:
-    conn = await connect(settings)
+    conn = await connect(settings.database)
     try:
         for start in range(0, n, 5000):
             async with conn.transaction():
@@ -101,7 +103,7 @@ async def prefill(settings: Settings, n: int, topic: str) -> None:
 
 async def throughput(settings: Settings, n: int) -> float:
     await prefill(settings, n, "bench.relay")
-    database = Database(settings, Readiness())
+    database = Database(settings.database, Readiness(), migrate=settings.should_migrate_on_start)
     async with anyio.create_task_group() as tg:
         await start(tg, database)
         relay = TimedRelay(settings, database, n)
@@ -117,8 +119,8 @@ async def throughput(settings: Settings, n: int) -> float:
 async def latency(settings: Settings, rate: int, seconds: float) -> list[float]:
     per_tick, tick = max(1, rate // 100), 0.01
     committed: dict[str, float] = {}
-    database = Database(settings, Readiness())
-    writer = await connect(settings)
+    database = Database(settings.database, Readiness(), migrate=settings.should_migrate_on_start)
+    writer = await connect(settings.database)
     relay = TimedRelay(settings, database, int(seconds / tick) * per_tick)
     try:
         async with anyio.create_task_group() as tg:
@@ -188,12 +190,12 @@ def main(argv: list[str]) -> int:
         broker.start()
         try:
             postgres.psql("CREATE DATABASE bench")
-            settings = attrs.evolve(
+            settings = evolve(
                 Settings(), database_url=postgres.url("bench"), kafka_bootstrap=broker.bootstrap
             )
 
             async def _main() -> None:
-                conn = await connect(settings)
+                conn = await connect(settings.database)
                 try:
                     await migrations.migrate(conn, migrations.default_dir())
                 finally:

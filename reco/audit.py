@@ -62,9 +62,9 @@ async def check(conn: asyncpg.Connection, *, statement_timeout: float) -> tuple[
 
 
 async def check_command(settings: Settings) -> int:
-    conn = await connect(settings, "reco-check-aggregates")
+    conn = await connect(settings.database, "reco-check-aggregates")
     try:
-        diff, events = await check(conn, statement_timeout=settings.cooccurrence_fold_timeout)
+        diff, events = await check(conn, statement_timeout=settings.folder.timeout)
     finally:
         await conn.close()
     for line in audit.summary(diff, events, SHOWN):

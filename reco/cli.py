@@ -113,7 +113,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(settings: Settings) -> int:
     from reco import service
 
-    if not settings.database_url:
+    if not settings.database.url:
         print("reco: RECO_DATABASE_URL is required (or run `reco dev`)", file=sys.stderr)
         return EXIT_CONFIG
     return anyio.run(service.serve, settings, backend="asyncio", backend_options=LOOP_OPTIONS)

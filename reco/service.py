@@ -53,23 +53,27 @@ def build(
 ) -> tuple[Supervisor, AppState, HttpServer]:
     """Every component; ``extra`` ones start after HTTP (``reco dev``'s banner)."""
     readiness = Readiness()
-    database = Database(settings, readiness)
+    database = Database(settings.database, readiness, migrate=settings.should_migrate_on_start)
     app_state = AppState(
         settings=settings, readiness=readiness, database=database,
-        recommender=Recommender(database, settings),
+        recommender=Recommender(database, settings.engine),
     )  # fmt: skip
     components: list[Component] = [database]
-    impressions = ImpressionBuffer(settings)
+    impressions = ImpressionBuffer(settings.impressions)
     app_state.impressions = impressions
-    if settings.relay_enabled:
-        components.append(OutboxRelay(settings, database, readiness))
-    components.append(ImpressionWriter(settings, database, impressions))
-    components.append(CooccurrenceFolder(settings, database))
-    if settings.consumer_enabled:
-        components.append(WatchEventConsumer(settings, readiness, database))
+    if settings.relay.enabled:
+        components.append(OutboxRelay(settings.relay, settings.kafka, database, readiness))
+    components.append(ImpressionWriter(
+        settings.impressions, database, impressions, topic=settings.kafka.impressions_topic,
+    ))  # fmt: skip
+    components.append(CooccurrenceFolder(settings.folder, database))
+    if settings.consumer.enabled:
+        components.append(
+            WatchEventConsumer(settings.consumer, settings.kafka, readiness, database)
+        )
     http = HttpServer(
-        create_app(app_state), settings.http_bind,
-        keep_alive_timeout=settings.http_keep_alive_timeout,
+        create_app(app_state), settings.http.bind,
+        keep_alive_timeout=settings.http.keep_alive_timeout,
     )  # fmt: skip
     components.append(http)
     components.extend(extra)

@@ -18,7 +18,7 @@ from reco_dev.devstack.broker import EmbeddedBroker
 from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.db.migrations import default_dir
-from reco.settings import AppEnv, Settings
+from reco.settings import AppEnv, Settings, evolve
 from tests.support.servers import fresh_database, make_template, unique_suffix
 
 
@@ -91,7 +91,7 @@ def settings(database_url: str, topics: Topics) -> Settings:
     No broker: components that need one are switched off here and on by the
     tests that want them (see ``kafka_settings``).
     """
-    return Settings(
+    return Settings.from_flat(
         app_env=AppEnv.TEST,
         database_url=database_url, http_bind="127.0.0.1:0",
         api_tokens=("test-token-0123456789abcdefghijklmnop",),
@@ -105,6 +105,6 @@ def settings(database_url: str, topics: Topics) -> Settings:
 
 @pytest.fixture
 def kafka_settings(settings: Settings, broker: EmbeddedBroker) -> Settings:
-    return attrs.evolve(
+    return evolve(
         settings, kafka_bootstrap=broker.bootstrap, consumer_enabled=True, relay_enabled=True
     )

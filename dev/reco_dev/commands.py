@@ -13,11 +13,10 @@ from pathlib import Path
 from types import FrameType
 
 import anyio
-import attrs
 
 from reco.lifecycle import Component
 from reco.observability.logs import get_logger
-from reco.settings import AppEnv, Settings, redact_dsn
+from reco.settings import AppEnv, Settings, evolve, redact_dsn
 from reco_dev.devstack.welcome import Welcome
 
 log = get_logger("reco.cli")
@@ -83,14 +82,14 @@ def dev(settings: Settings, data_dir: Path | None, *, demo: bool = False) -> int
     with embedded_stack(data_dir) as (postgres, broker):
         try:
             assert broker is not None
-            settings = attrs.evolve(
+            settings = evolve(
                 settings, database_url=postgres.url(DEV_DATABASE),
                 kafka_bootstrap=broker.bootstrap, migrate_on_start=True,
             )  # fmt: skip
             anyio.run(create_topics, settings, backend="asyncio")
             log.info(
-                "embedded stack up", database_url=redact_dsn(settings.database_url),
-                kafka_bootstrap=settings.kafka_bootstrap, http=f"http://{settings.http_bind}",
+                "embedded stack up", database_url=redact_dsn(settings.database.url),
+                kafka_bootstrap=settings.kafka.bootstrap, http=f"http://{settings.http.bind}",
                 postgres_pid=postgres.pid, broker_pid=broker.pid,
             )  # fmt: skip
             welcome = _welcome(settings, token, demo)
@@ -108,11 +107,11 @@ def _with_dev_token(settings: Settings) -> tuple[Settings, str | None]:
     production, where the settings refuse an empty token list anyway)."""
     from reco_dev.devstack.welcome import development_token
 
-    if settings.api_tokens or settings.app_env is AppEnv.PRODUCTION:
+    if settings.http.api_tokens or settings.app_env is AppEnv.PRODUCTION:
         return settings, None
     token = development_token()
     log.info("generated a development API token (printed once the service is up)")
-    return attrs.evolve(settings, api_tokens=(token,)), token
+    return evolve(settings, api_tokens=(token,)), token
 
 
 def _welcome(settings: Settings, token: str | None, demo: bool) -> Welcome:
@@ -120,7 +119,7 @@ def _welcome(settings: Settings, token: str | None, demo: bool) -> Welcome:
     from reco_dev.devstack import demo as demo_data
     from reco_dev.devstack.welcome import Examples, banner
 
-    base_url = f"http://{settings.http_bind}"
+    base_url = f"http://{settings.http.bind}"
     if not demo:
         return Welcome(banner(base_url, token, None, "the catalogue and history as stored"))
     now = dt.datetime.now(dt.UTC)

@@ -27,7 +27,7 @@ CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 def create_app(app_state: AppState) -> Quart:
     app = Quart("reco")
-    app.config["MAX_CONTENT_LENGTH"] = app_state.settings.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = app_state.settings.http.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["reco"] = app_state
     app.url_map.strict_slashes = False

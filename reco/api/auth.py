@@ -69,7 +69,7 @@ def check_token(authorization: str | None, tokens: Sequence[str]) -> None:
 
 def authorize_request() -> None:
     """Check the current request's bearer token against the configured tokens."""
-    check_token(request.headers.get("Authorization"), state().settings.api_tokens)
+    check_token(request.headers.get("Authorization"), state().settings.http.api_tokens)
 
 
 def require_token() -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:

@@ -112,6 +112,8 @@ async def store(rows: Sequence[outbox.NewRow]) -> int:
 async def post_events() -> tuple[Response, int]:
     settings = state().settings
     body = decode_body(await request.get_data(cache=False, as_text=False))
-    events = validate_batch(body, now=dt.datetime.now(dt.UTC), max_future=settings.event_max_future)
-    inserted = await store(outbox_rows(events, settings.watch_events_topic))
+    events = validate_batch(
+        body, now=dt.datetime.now(dt.UTC), max_future=settings.consumer.event_max_future
+    )
+    inserted = await store(outbox_rows(events, settings.kafka.watch_events_topic))
     return jsonify({"accepted": len(events), "duplicates": len(events) - inserted}), 202

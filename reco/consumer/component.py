@@ -48,20 +48,21 @@ from reco.consumer.batch import (
     split_lanes,
 )  # fmt: skip
 from reco.consumer.batch import plan_batch as _plan
-from reco.consumer.clients import Listener, make_consumer
+from reco.consumer.clients import Listener
 from reco.consumer.decode import InvalidRecord, Reason
 from reco.consumer.ledger import Ledger
 from reco.db.pool import Database
 from reco.engine.ingest import Apply, Stored, store_batch
 from reco.errors import DatabaseUnavailable, TransientError
 from reco.events import WatchEvent
+from reco.kafka import clients
 from reco.kafka import errors as kafka_errors
 from reco.lifecycle import Stop
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.retry import retrying
-from reco.settings import Settings
+from reco.settings import ConsumerSettings, KafkaSettings
 
 log = get_logger("reco.consumer")
 
@@ -109,20 +110,21 @@ class WatchEventConsumer:
     name = "consumer"
 
     def __init__(
-        self, settings: Settings, readiness: Readiness, database: Database,
-        *, apply: Apply | None = None,
+        self, settings: ConsumerSettings, kafka: KafkaSettings, readiness: Readiness,
+        database: Database, *, apply: Apply | None = None,
     ) -> None:  # fmt: skip
         """``apply`` is the fault-injection seam: the aggregates update of a batch's new
         events, inside its transaction (default :func:`reco.engine.ingest.apply_events`);
         tests stall or hang it there."""
         self.settings = settings
+        self.kafka = kafka
         self.apply = apply
         self.readiness = readiness
         self.database = database
         self._stop = Stop()  # the supervisor's, from run()
         self._ledger = Ledger()
         self.in_hand = InHand(self._ledger)  # a seam for the rebalance tests
-        self._progress = Progress(settings.consumer_stuck_after, 0.0)
+        self._progress = Progress(settings.stuck_after, 0.0)
         self._consumer: Any = None
         self._producer: Any = None
         self._batches = 0  # a sequence number for the logs
@@ -159,30 +161,30 @@ class WatchEventConsumer:
         return False
 
     async def _start_clients(self) -> None:
-        consumer = make_consumer(self.settings)
+        consumer = clients.event_consumer(self.kafka, self.settings)
         listener = Listener(self._on_revoked, self._on_assigned)
-        producer = dead_letter.make_producer(self.settings)
+        producer = clients.dead_letter_producer(self.kafka, self.settings)
         try:
-            with anyio.fail_after(self.settings.kafka_request_timeout):
+            with anyio.fail_after(self.kafka.request_timeout):
                 await consumer.start()  # bootstrap only: the group is joined while fetching
                 await producer.start()
-            consumer.subscribe([self.settings.watch_events_topic], listener=listener)
+            consumer.subscribe([self.kafka.watch_events_topic], listener=listener)
         except BaseException:
-            await _stop_quietly((producer, consumer), self.settings.kafka_request_timeout, Stop())
+            await _stop_quietly((producer, consumer), self.kafka.request_timeout, Stop())
             raise
         self._consumer, self._producer = consumer, producer
-        log.info("consumer connected", topic=self.settings.watch_events_topic)
+        log.info("consumer connected", topic=self.kafka.watch_events_topic)
 
     async def _close(self) -> None:
         """Leave the group and close the producer (shielded, bounded)."""
         clients = (self._producer, self._consumer)  # the producer's stop cannot fail
         self._consumer = self._producer = None
-        await _stop_quietly(clients, self.settings.kafka_request_timeout, self._stop)
+        await _stop_quietly(clients, self.kafka.request_timeout, self._stop)
 
     # ------------------------------------------------------------------ loop
     async def _consume(self) -> None:
         """Fetch and plan batches, hand them to the store lanes; return when stopped and drained."""
-        lanes = self.settings.consumer_store_lanes
+        lanes = self.settings.store_lanes
         streams = [anyio.create_memory_object_stream[BatchPlan](1) for _ in range(lanes)]
         async with anyio.create_task_group() as tg:
             for _, receive in streams:
@@ -205,7 +207,7 @@ class WatchEventConsumer:
         try:
             for lane, share in split_lanes(records, len(sends)).items():
                 plan = _plan(
-                    share, self.settings.consumer_max_message_bytes,
+                    share, self.settings.max_message_bytes,
                     now=dt.datetime.now(dt.UTC), max_future=self.settings.event_max_future,
                 )  # fmt: skip
                 self.in_hand.hold()
@@ -231,7 +233,7 @@ class WatchEventConsumer:
         first: dict[Any, list[Any]] = {}
         with self._stop.idle():
             first = await self._retrying(
-                "poll", lambda: self._getmany(cfg.consumer_batch_wait, cfg.consumer_batch_max)
+                "poll", lambda: self._getmany(cfg.batch_wait, cfg.batch_max)
             )
         if not first:
             return {}
@@ -244,13 +246,13 @@ class WatchEventConsumer:
 
     async def _gather(self, records: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
         cfg = self.settings
-        deadline = anyio.current_time() + cfg.consumer_batch_wait
+        deadline = anyio.current_time() + cfg.batch_wait
         count = sum(map(len, records.values()))
-        while count < cfg.consumer_batch_max and not self._stop.requested:
+        while count < cfg.batch_max and not self._stop.requested:
             left = deadline - anyio.current_time()
             if left <= 0:
                 break
-            more = await self._getmany(left, cfg.consumer_batch_max - count)
+            more = await self._getmany(left, cfg.batch_max - count)
             records = merge(records, more)
             count += sum(map(len, more.values()))
         return records
@@ -297,17 +299,19 @@ class WatchEventConsumer:
         await self._commit(plan.next_offsets)
 
     async def _dead_letter(self, rejected: Sequence[Rejected]) -> None:
-        await dead_letter.send_all(self._producer, self.settings, rejected)
+        await dead_letter.send_all(
+            self._producer, rejected, topic=self.kafka.dead_letter_topic, group=self.settings.group
+        )
 
     async def _store(self, events: Sequence[WatchEvent]) -> Stored:
         """One transaction: insert the events, apply the new ones, isolate what is refused."""
         try:
-            with anyio.fail_after(self.settings.consumer_batch_timeout):
+            with anyio.fail_after(self.settings.batch_timeout):
                 async with self.database.connection() as conn, conn.transaction():
                     return await store_batch(conn, events, self.apply)
         except TimeoutError:
             raise DatabaseUnavailable(
-                f"batch not stored within {self.settings.consumer_batch_timeout:g} s"
+                f"batch not stored within {self.settings.batch_timeout:g} s"
             ) from None
 
     def _count(self, plan: BatchPlan, stored: Stored) -> None:
@@ -336,9 +340,9 @@ class WatchEventConsumer:
         try:
             async for attempt in retrying(
                 _retriable_commit, attempts=3,
-                initial=self.settings.kafka_retry_initial, maximum=self.settings.kafka_retry_max,
+                initial=self.kafka.retry_initial, maximum=self.kafka.retry_max,
             ):  # fmt: skip
-                with attempt, anyio.fail_after(self.settings.kafka_request_timeout):
+                with attempt, anyio.fail_after(self.kafka.request_timeout):
                     await self._consumer.commit(offsets)
         except Exception as exc:  # noqa: BLE001 - any failed commit is covered by the next one
             metrics.consumer_errors.inc({"stage": "commit"})
@@ -351,9 +355,8 @@ class WatchEventConsumer:
         is away (readiness says so). Anything else (a permanent error, a bug)
         is not retried: it propagates and stops the process, loudly.
         """
-        cfg = self.settings
         async for attempt in retrying(
-            TransientError, initial=cfg.kafka_retry_initial, maximum=cfg.kafka_retry_max
+            TransientError, initial=self.kafka.retry_initial, maximum=self.kafka.retry_max
         ):
             with attempt:
                 try:
@@ -372,7 +375,7 @@ class WatchEventConsumer:
     async def _on_revoked(self, revoked: Iterable[Any]) -> None:
         """Let the batch in hand finish (bounded); if it cannot, never commit it there."""
         revoked = set(revoked)
-        if not await self.in_hand.wait_idle(self.settings.consumer_drain_timeout):
+        if not await self.in_hand.wait_idle(self.settings.drain_timeout):
             self._ledger.abandon(revoked)
             log.warning("rebalance while storing a batch; no commit for revoked partitions")
         self._ledger.revoked(revoked)
@@ -394,19 +397,19 @@ class WatchEventConsumer:
                 log.info("lag not measured", error=repr(exc))
                 # The broker is unreachable (or too slow): as at start-up, readiness says so.
                 self.readiness.set(CHECK, False, f"lag not measured: {type(exc).__name__}")
-            await anyio.sleep(self.settings.consumer_lag_interval)
+            await anyio.sleep(self.settings.lag_interval)
 
     async def _update_lag(self) -> None:
         """Set the lag gauges and the readiness check from the broker's end offsets."""
         assigned = list(self._consumer.assignment())
         ends: dict[Any, int] = {}
-        with anyio.fail_after(self.settings.kafka_request_timeout):
+        with anyio.fail_after(self.kafka.request_timeout):
             if assigned:
                 ends = await self._consumer.end_offsets(assigned)
             else:  # not (yet) in the group: still prove the broker answers (a metadata request)
                 await self._consumer.topics()
         metrics.consumer_assigned_partitions.set({}, len(assigned))
-        known = self._consumer.partitions_for_topic(self.settings.watch_events_topic)
+        known = self._consumer.partitions_for_topic(self.kafka.watch_events_topic)
         if known:  # what the fleet's assignments must cover (alert RecoConsumerPartitionsUnowned)
             metrics.consumer_topic_partitions.set({}, len(known))
         total = 0
@@ -423,7 +426,7 @@ class WatchEventConsumer:
     async def _position(self, tp: Any) -> int | None:
         if not self._ledger.idle:
             return None  # the fetch position runs ahead of what is stored
-        with anyio.move_on_after(self.settings.kafka_request_timeout):
+        with anyio.move_on_after(self.kafka.request_timeout):
             position: int = await self._consumer.position(tp)
             return position
         return None
@@ -431,7 +434,7 @@ class WatchEventConsumer:
     def _report(self, total_lag: int) -> None:
         stuck = self._progress.observe(total_lag, anyio.current_time())
         if stuck:
-            detail = f"no progress for over {self.settings.consumer_stuck_after:g} s with lag"
+            detail = f"no progress for over {self.settings.stuck_after:g} s with lag"
             self.readiness.set(CHECK, False, detail, lag=total_lag)
         else:
             self.readiness.set(CHECK, True, lag=total_lag)

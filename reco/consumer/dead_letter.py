@@ -13,13 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from reco.consumer.batch import Rejected
 from reco.kafka import errors as kafka_errors
 from reco.observability import metrics
 from reco.observability.logs import get_logger
-from reco.settings import Settings
 
 log = get_logger("reco.consumer.dead_letter")
 
@@ -41,22 +38,8 @@ def dead_letter_headers(rejected: Rejected, group: str) -> list[tuple[str, bytes
     return own + [(HEADER_PREFIX + name, value.encode()) for name, value in ours.items()]
 
 
-def make_producer(settings: Settings) -> Any:
-    """A producer for the dead-letter topic (not started)."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=f"reco-dlq-{settings.consumer_group}",
-        acks="all",
-        enable_idempotence=False,
-        request_timeout_ms=int(settings.kafka_request_timeout * 1000),
-        retry_backoff_ms=int(settings.kafka_retry_initial * 1000),
-        max_request_size=settings.consumer_dlq_max_request_bytes,
-        linger_ms=0,
-    )
-
-
-async def send_all(producer: Any, settings: Settings, rejected: Sequence[Rejected]) -> None:
-    """Send every rejected record and wait for the broker's acknowledgements.
+async def send_all(producer: Any, rejected: Sequence[Rejected], *, topic: str, group: str) -> None:
+    """Send every rejected record to ``topic`` and wait for the broker's acknowledgements.
 
     Sends are pipelined (all queued, then every acknowledgement awaited). A
     record the broker (or this producer) refuses for good is sent again
@@ -66,23 +49,23 @@ async def send_all(producer: Any, settings: Settings, rejected: Sequence[Rejecte
     errors propagate, and the caller retries the whole batch (a record may
     then reach the topic twice).
     """
-    pending = [(item, await _queue(producer, settings, item, keep_value=True)) for item in rejected]
+    pending = [
+        (item, await _queue(producer, topic, group, item, keep_value=True)) for item in rejected
+    ]
     for item, future in pending:
         if future is None or await _refused(future):
-            await _send_without_value(producer, settings, item)
+            await _send_without_value(producer, topic, group, item)
 
 
-async def _queue(producer: Any, settings: Settings, item: Rejected, *, keep_value: bool) -> Any:
+async def _queue(producer: Any, topic: str, group: str, item: Rejected, *, keep_value: bool) -> Any:
     """Queue one record; its delivery future, or None when the client refuses it at once."""
-    headers = dead_letter_headers(item, settings.consumer_group)
+    headers = dead_letter_headers(item, group)
     value = item.record.value
     if not keep_value:
         headers.append((HEADER_PREFIX + "value_dropped_bytes", str(len(value or b"")).encode()))
         value = None
     try:
-        return await producer.send(
-            settings.dead_letter_topic, value=value, key=item.record.key, headers=headers
-        )
+        return await producer.send(topic, value=value, key=item.record.key, headers=headers)
     except Exception as exc:
         if kafka_errors.rejected(exc):
             return None
@@ -100,10 +83,10 @@ async def _refused(future: Any) -> bool:
     return False
 
 
-async def _send_without_value(producer: Any, settings: Settings, item: Rejected) -> None:
+async def _send_without_value(producer: Any, topic: str, group: str, item: Rejected) -> None:
     size = len(item.record.value or b"")
     log.warning("dead-letter record refused; sending it without its value", size=size)
-    future = await _queue(producer, settings, item, keep_value=False)
+    future = await _queue(producer, topic, group, item, keep_value=False)
     if future is None or await _refused(future):
         metrics.consumer_dead_letter_dropped.inc({})
         log.error(

@@ -12,14 +12,14 @@ from reco.db import migrations, schema
 from reco.db.migrations import Finding, Migration
 from reco.db.pool import connect
 from reco.observability.logs import get_logger
-from reco.settings import Settings
+from reco.settings import DatabaseSettings, Settings
 
 log = get_logger("reco.migrations")
 
 EXIT_FINDINGS = 1
 
 
-def directory(settings: Settings) -> Path:
+def directory(settings: DatabaseSettings) -> Path:
     return Path(settings.migrations_dir) if settings.migrations_dir else migrations.default_dir()
 
 
@@ -51,9 +51,9 @@ async def check(conn: asyncpg.Connection, path: Path, connect: schema.Connect) -
 
 
 async def migrate_command(settings: Settings) -> int:
-    conn = await connect(settings, "reco-migrate")
+    conn = await connect(settings.database, "reco-migrate")
     try:
-        applied = await migrations.migrate(conn, directory(settings))
+        applied = await migrations.migrate(conn, directory(settings.database))
     finally:
         await conn.close()
     log.info("migrations up to date", applied=[m.label for m in applied])
@@ -64,11 +64,11 @@ async def check_command(settings: Settings) -> int:
     """Print each finding on stderr (and log it); exit non-zero when there is any."""
 
     async def connect_to(database: str) -> asyncpg.Connection:
-        return await connect(settings, "reco-check-migrations", database=database)
+        return await connect(settings.database, "reco-check-migrations", database=database)
 
-    conn = await connect(settings, "reco-check-migrations")
+    conn = await connect(settings.database, "reco-check-migrations")
     try:
-        report = await check(conn, directory(settings), connect_to)
+        report = await check(conn, directory(settings.database), connect_to)
     finally:
         await conn.close()
     for note in report.notes:

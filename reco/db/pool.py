@@ -50,7 +50,7 @@ from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.retry import retrying
-from reco.settings import Settings
+from reco.settings import DatabaseSettings
 
 log = get_logger("reco.db")
 
@@ -65,21 +65,21 @@ def _s(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-def server_settings(settings: Settings, application_name: str = "reco") -> dict[str, str]:
+def server_settings(settings: DatabaseSettings, application_name: str = "reco") -> dict[str, str]:
     """Session settings sent at connect time, so a connection reset keeps them."""
     return {
         "application_name": application_name,
-        "statement_timeout": _ms(settings.db_statement_timeout),
-        "lock_timeout": _ms(settings.db_lock_timeout),
-        "idle_in_transaction_session_timeout": _ms(settings.db_idle_in_transaction_timeout),
-        "tcp_keepalives_idle": _s(settings.db_tcp_keepalives_idle),
-        "tcp_keepalives_interval": _s(settings.db_tcp_keepalives_interval),
-        "tcp_keepalives_count": str(settings.db_tcp_keepalives_count),
-        "tcp_user_timeout": _ms(settings.db_tcp_dead_after),
+        "statement_timeout": _ms(settings.statement_timeout),
+        "lock_timeout": _ms(settings.lock_timeout),
+        "idle_in_transaction_session_timeout": _ms(settings.idle_in_transaction_timeout),
+        "tcp_keepalives_idle": _s(settings.tcp_keepalives_idle),
+        "tcp_keepalives_interval": _s(settings.tcp_keepalives_interval),
+        "tcp_keepalives_count": str(settings.tcp_keepalives_count),
+        "tcp_user_timeout": _ms(settings.tcp_dead_after),
     }
 
 
-def keep_alive(conn: asyncpg.Connection, settings: Settings) -> None:
+def keep_alive(conn: asyncpg.Connection, settings: DatabaseSettings) -> None:
     """Our end's TCP keepalives and user timeout, as the server's (no-op on a Unix socket)."""
     # asyncpg exposes no socket options (MagicStack/asyncpg#606); its transport is the
     # way (private: should it go, this is a no-op and the server's keepalives remain).
@@ -89,10 +89,10 @@ def keep_alive(conn: asyncpg.Connection, settings: Settings) -> None:
         return
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     options = {
-        "TCP_KEEPIDLE": math.ceil(settings.db_tcp_keepalives_idle),
-        "TCP_KEEPINTVL": math.ceil(settings.db_tcp_keepalives_interval),
-        "TCP_KEEPCNT": settings.db_tcp_keepalives_count,
-        "TCP_USER_TIMEOUT": int(settings.db_tcp_dead_after * 1000),
+        "TCP_KEEPIDLE": math.ceil(settings.tcp_keepalives_idle),
+        "TCP_KEEPINTVL": math.ceil(settings.tcp_keepalives_interval),
+        "TCP_KEEPCNT": settings.tcp_keepalives_count,
+        "TCP_USER_TIMEOUT": int(settings.tcp_dead_after * 1000),
     }
     for name, value in options.items():
         if hasattr(socket, name):  # Linux has all four; others some
@@ -100,7 +100,7 @@ def keep_alive(conn: asyncpg.Connection, settings: Settings) -> None:
 
 
 async def connect(
-    settings: Settings,
+    settings: DatabaseSettings,
     application_name: str = "reco",
     *,
     database: str | None = None,
@@ -112,10 +112,10 @@ async def connect(
     ``extra_settings`` adds session settings (the relay lock's ``idle_session_timeout``).
     """
     conn: asyncpg.Connection = await asyncpg.connect(
-        settings.database_url,
+        settings.url,
         database=database,
-        timeout=settings.db_connect_timeout,
-        command_timeout=settings.db_statement_timeout + 1,
+        timeout=settings.connect_timeout,
+        command_timeout=settings.statement_timeout + 1,
         server_settings={**server_settings(settings, application_name), **(extra_settings or {})},
     )
     keep_alive(conn, settings)
@@ -127,8 +127,10 @@ class Database:
 
     name = "database"
 
-    def __init__(self, settings: Settings, readiness: Readiness) -> None:
+    def __init__(self, settings: DatabaseSettings, readiness: Readiness, *, migrate: bool) -> None:
+        """``migrate``: apply pending migrations at start (``Settings.should_migrate_on_start``)."""
         self.settings = settings
+        self.migrate = migrate
         self.readiness = readiness
         self._pool: asyncpg.Pool | None = None
         self._clean: set[int] = set()  # server pids released clean: no reset query
@@ -145,18 +147,18 @@ class Database:
         self.readiness.set(CHECK, False, "connecting")
         attempt = 0
         async for attempt_ctx in retrying(
-            is_transient, timeout=cfg.db_startup_deadline,
-            initial=cfg.db_retry_initial, maximum=cfg.db_retry_max,
+            is_transient, timeout=cfg.startup_deadline,
+            initial=cfg.retry_initial, maximum=cfg.retry_max,
         ):  # fmt: skip
             with attempt_ctx:
                 attempt += 1
                 log.info("connecting to the database", attempt=attempt)
                 self._pool = await asyncpg.create_pool(
-                    cfg.database_url,
-                    min_size=cfg.db_pool_min_size,
-                    max_size=cfg.db_pool_max_size,
-                    timeout=cfg.db_connect_timeout,
-                    command_timeout=cfg.db_statement_timeout + 1,
+                    cfg.url,
+                    min_size=cfg.pool_min_size,
+                    max_size=cfg.pool_max_size,
+                    timeout=cfg.connect_timeout,
+                    command_timeout=cfg.statement_timeout + 1,
                     server_settings=server_settings(cfg),
                     init=self._init,
                     reset=self._reset,
@@ -168,7 +170,7 @@ class Database:
         """Close the pool (shielded, within ``db_connect_timeout`` and the stop's share)."""
         if self._pool is not None:
             stop = stop or Stop()
-            with stop.cleanup(self.settings.db_connect_timeout):
+            with stop.cleanup(self.settings.connect_timeout):
                 await self._pool.close()
             if not self._pool.is_closing():
                 self._pool.terminate()
@@ -181,7 +183,7 @@ class Database:
             if self.settings.migrations_dir
             else migrations.default_dir()
         )
-        if self.settings.should_migrate_on_start:
+        if self.migrate:
             conn = await connect(self.settings, "reco-migrate")
             try:
                 await migrations.migrate(conn, directory)
@@ -198,7 +200,7 @@ class Database:
             while not stop.requested:
                 await self.check_once()
                 with stop.idle():
-                    await anyio.sleep(self.settings.db_health_interval)
+                    await anyio.sleep(self.settings.health_interval)
         finally:
             await self.aclose(stop)
 
@@ -206,11 +208,11 @@ class Database:
         """Run ``SELECT 1`` within ``db_health_timeout``; update readiness."""
         ok, detail = True, ""
         try:
-            with anyio.fail_after(self.settings.db_health_timeout):
+            with anyio.fail_after(self.settings.health_timeout):
                 async with self.connection() as conn:
                     await conn.fetchval("SELECT 1")
         except TimeoutError:
-            ok, detail = False, f"no answer within {self.settings.db_health_timeout:g} s"
+            ok, detail = False, f"no answer within {self.settings.health_timeout:g} s"
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; the class says which
             ok, detail = False, f"{type(exc).__name__}"
         if ok != (self.readiness.get(CHECK) or _OK).ok:
@@ -274,7 +276,7 @@ class Database:
         try:
             if broken:
                 conn.terminate()
-            await pool.release(conn, timeout=self.settings.db_acquire_timeout)
+            await pool.release(conn, timeout=self.settings.acquire_timeout)
         except Exception as exc:
             if _counted(exc) is None:
                 raise
@@ -300,11 +302,11 @@ class Database:
     async def _acquire(self, pool: asyncpg.Pool) -> Any:
         began = time.perf_counter()
         try:
-            conn = await pool.acquire(timeout=self.settings.db_acquire_timeout)
+            conn = await pool.acquire(timeout=self.settings.acquire_timeout)
         except TimeoutError:
             metrics.db_acquire_timeouts.inc({})
             raise DatabaseUnavailable(
-                f"no pool connection within {self.settings.db_acquire_timeout:g} s"
+                f"no pool connection within {self.settings.acquire_timeout:g} s"
             ) from None
         except Exception as exc:
             # The pool replaces a closed connection on acquire: with the server down or

@@ -22,7 +22,7 @@ from reco.engine import queries, scoring
 from reco.engine.cache import ModelCache
 from reco.engine.lists import ListCache
 from reco.engine.scoring import Reason, RecommendationList, ScoredItem
-from reco.settings import Settings
+from reco.settings import EngineSettings
 
 __all__ = ["Reason", "RecommendationList", "Recommender", "ScoredItem"]
 
@@ -30,11 +30,11 @@ __all__ = ["Reason", "RecommendationList", "Recommender", "ScoredItem"]
 class Recommender:
     """Per-user, similar-item and popular lists, read from PostgreSQL."""
 
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: Database, settings: EngineSettings) -> None:
         self.database = database
         self.settings = settings
-        self.cache = ModelCache(settings.recs_cache_ttl)
-        self.lists = ListCache(settings.recs_list_cache_size)
+        self.cache = ModelCache(settings.cache_ttl)
+        self.lists = ListCache(settings.list_cache_size)
 
     async def for_user(
         self, user_id: str, *, limit: int, genres: Sequence[str] = (),

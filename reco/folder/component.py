@@ -15,7 +15,7 @@ and a stop is honoured between two chunks.
 
 A failed fold rolls back whole (nothing is lost: the increments stay
 pending), is counted in ``reco_cooccurrence_fold_errors_total`` and retried
-with backoff. Stop (reco/lifecycle.py): a chunk in progress gets the work part
+with the database section's backoff (``RECO_DB_RETRY_*``). Stop (reco/lifecycle.py): a chunk in progress gets the work part
 of the share to commit; cancelled after that, it rolls back and another folder
 (or this one, after a restart) takes the same increments.
 """
@@ -34,7 +34,7 @@ from reco.lifecycle import Stop, Work
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.retry import retrying
-from reco.settings import Settings
+from reco.settings import FolderSettings
 
 log = get_logger("reco.folder")
 
@@ -42,7 +42,7 @@ log = get_logger("reco.folder")
 class CooccurrenceFolder:
     name = "cooccurrence-folder"
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(self, settings: FolderSettings, database: Database) -> None:
         self.settings = settings
         self.database = database
         self._stop = Stop()  # the supervisor's, from run()
@@ -50,7 +50,7 @@ class CooccurrenceFolder:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
         self._stop = stop
         task_status.started()
-        parts = self.settings.cooccurrence_fold_parts
+        parts = self.settings.parts
         async with anyio.create_task_group() as tg:
             for part in range(parts):
                 tg.start_soon(self._fold_loop, part, parts)
@@ -60,14 +60,14 @@ class CooccurrenceFolder:
             while not self._stop.requested:
                 await self._fold_retrying(part, parts, work)
                 with self._stop.idle():
-                    await anyio.sleep(self.settings.cooccurrence_fold_interval)
+                    await anyio.sleep(self.settings.interval)
 
     async def _fold_retrying(self, part: int, parts: int, work: Work) -> None:
-        cfg = self.settings
+        retry = self.database.settings
         # Transient errors only: the input (committed increments) is ours and validated,
         # so anything else is a bug, and it stops the process rather than spin.
         async for attempt in retrying(
-            is_transient, initial=cfg.cooccurrence_fold_interval, maximum=cfg.db_retry_max
+            is_transient, initial=retry.retry_initial, maximum=retry.retry_max
         ):
             with attempt:
                 await self._fold_once(part, parts, work)
@@ -76,7 +76,7 @@ class CooccurrenceFolder:
         """One pass over the increments' pages, chunk by chunk (a transaction each)."""
         async with self.database.connection() as conn:
             size = await folding.table_blocks(conn)
-        for first, blocks in folding.chunks(size, self.settings.cooccurrence_fold_chunk_blocks):
+        for first, blocks in folding.chunks(size, self.settings.chunk_blocks):
             if self._stop.requested:
                 return
             with work.in_hand():
@@ -89,7 +89,7 @@ class CooccurrenceFolder:
         try:
             async with self.database.connection() as conn, conn.transaction():
                 folded = await folding.fold(
-                    conn, statement_timeout=self.settings.cooccurrence_fold_timeout,
+                    conn, statement_timeout=self.settings.timeout,
                     part=part, parts=parts, first_block=first, blocks=blocks,
                 )  # fmt: skip
         except Exception as exc:

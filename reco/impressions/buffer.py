@@ -19,7 +19,7 @@ from reco.errors import RecoError
 from reco.impressions.model import Impression
 from reco.observability import metrics
 from reco.observability.logs import get_logger
-from reco.settings import BackgroundMode, Settings
+from reco.settings import BackgroundMode, ImpressionSettings
 
 log = get_logger("reco.impressions")
 
@@ -46,10 +46,10 @@ class BufferStatistics:
 class ImpressionBuffer:
     """Implements :class:`~reco.impressions.model.ImpressionSink`."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.mode = settings.background_mode
-        self.put_timeout = settings.background_put_timeout
-        self.capacity = settings.max_background_tasks
+    def __init__(self, settings: ImpressionSettings) -> None:
+        self.mode = settings.mode
+        self.put_timeout = settings.put_timeout
+        self.capacity = settings.buffer_size
         send, receive = anyio.create_memory_object_stream[Impression](self.capacity)
         self._send: MemoryObjectSendStream[Impression] = send
         self.receive: MemoryObjectReceiveStream[Impression] = receive

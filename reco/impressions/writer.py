@@ -40,7 +40,7 @@ from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.outbox import queries as outbox
 from reco.retry import retrying
-from reco.settings import Settings
+from reco.settings import ImpressionSettings
 
 log = get_logger("reco.impressions.writer")
 
@@ -52,8 +52,13 @@ def _retryable(exc: Exception) -> bool:
 class ImpressionWriter:
     name = "impression-writer"
 
-    def __init__(self, settings: Settings, database: Database, buffer: ImpressionBuffer) -> None:
+    def __init__(
+        self, settings: ImpressionSettings, database: Database, buffer: ImpressionBuffer, *,
+        topic: str,
+    ) -> None:  # fmt: skip
+        """``topic``: where the outbox sends the impressions (``RECO_IMPRESSIONS_TOPIC``)."""
         self.settings = settings
+        self.topic = topic
         self.database = database
         self.buffer = buffer
         self._batch: list[Impression] = []
@@ -79,12 +84,12 @@ class ImpressionWriter:
 
     async def _next_batch(self) -> bool:
         """Collect up to ``writer_batch_max`` impressions; False once closed and empty."""
-        receive, limit = self.buffer.receive, self.settings.writer_batch_max
+        receive, limit = self.buffer.receive, self.settings.batch_max
         try:
             self._batch.append(await receive.receive())
         except anyio.EndOfStream:
             return False
-        with anyio.move_on_after(self.settings.writer_batch_wait):
+        with anyio.move_on_after(self.settings.batch_wait):
             while len(self._batch) < limit:
                 try:
                     self._batch.append(await receive.receive())
@@ -95,11 +100,11 @@ class ImpressionWriter:
 
     async def _write(self) -> None:
         batch, began = self._batch, time.perf_counter()
-        size = len(batch)
+        size, retry = len(batch), self.database.settings
         try:
             async for attempt in retrying(
-                _retryable, timeout=self.settings.writer_retry_timeout,
-                initial=self.settings.db_retry_initial, maximum=self.settings.db_retry_max,
+                _retryable, timeout=self.settings.retry_timeout,
+                initial=retry.retry_initial, maximum=retry.retry_max,
             ):  # fmt: skip
                 with attempt:
                     await self._write_once(batch)
@@ -114,7 +119,7 @@ class ImpressionWriter:
 
     async def _write_once(self, batch: list[Impression]) -> None:
         """One bounded transaction; clears ``batch`` once committed."""
-        rows = outbox_rows(batch, self.settings.impressions_topic)
+        rows = outbox_rows(batch, self.topic)
         with anyio.fail_after(self._attempt_timeout):
             try:
                 async with self.database.connection() as conn, conn.transaction():
@@ -130,8 +135,8 @@ class ImpressionWriter:
 
     @property
     def _attempt_timeout(self) -> float:
-        cfg = self.settings
-        return cfg.db_acquire_timeout + 2 * cfg.db_statement_timeout
+        cfg = self.database.settings
+        return cfg.acquire_timeout + 2 * cfg.statement_timeout
 
     def _account_leftovers(self) -> None:
         self.buffer.close()  # nobody will read any more: later submits are refused, counted

@@ -28,7 +28,6 @@ from reco.errors import RecordRejected
 from reco.kafka import errors as kafka_errors
 from reco.observability import metrics
 from reco.outbox.queries import PendingRow
-from reco.settings import Settings
 
 # Per-partition batch size: large enough that a 1,000-row claim goes out in a
 # few produce requests (one request in flight per broker at a time).
@@ -37,19 +36,6 @@ MAX_BATCH_BYTES = 512 * 1024
 # row would be refused by a default broker (and sent whole by send_batch, which skips the
 # client's max_request_size check), so it is refused here, before the batch it would spoil.
 MAX_RECORD_BYTES = 1_000_000
-
-
-def make_producer(settings: Settings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id="reco-relay",
-        acks="all",
-        enable_idempotence=False,
-        linger_ms=int(settings.relay_linger * 1000),
-        max_batch_size=MAX_BATCH_BYTES,
-        request_timeout_ms=int(settings.kafka_request_timeout * 1000),
-        retry_backoff_ms=int(settings.kafka_retry_initial * 1000),
-    )
 
 
 @attrs.define

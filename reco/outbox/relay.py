@@ -52,15 +52,16 @@ from aiokafka import AIOKafkaProducer
 
 from reco.db.pool import Database, connect
 from reco.errors import BrokerUnavailable
+from reco.kafka import clients
 from reco.kafka import errors as kafka_errors
 from reco.lifecycle import Stop, Work
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
-from reco.outbox.publish import BatchOutcome, make_producer, send_batch
+from reco.outbox.publish import MAX_BATCH_BYTES, BatchOutcome, send_batch
 from reco.retry import retrying
-from reco.settings import Settings
+from reco.settings import DatabaseSettings, KafkaSettings, RelaySettings
 
 log = get_logger("reco.outbox.relay")
 
@@ -88,13 +89,16 @@ class OutboxRelay:
     name = "outbox-relay"
 
     def __init__(
-        self, settings: Settings, database: Database, readiness: Readiness,
-        *, producer: Callable[[], AIOKafkaProducer] | None = None,
+        self, settings: RelaySettings, kafka: KafkaSettings, database: Database,
+        readiness: Readiness, *, producer: Callable[[], AIOKafkaProducer] | None = None,
     ) -> None:  # fmt: skip
         """``producer`` is the fault-injection seam: it makes the producer of each publishing
-        attempt (default :func:`reco.outbox.publish.make_producer` on ``settings``)."""
+        attempt (default :func:`reco.kafka.clients.relay_producer`)."""
         self.settings = settings
-        self._make_producer = producer or functools.partial(make_producer, settings)
+        self.kafka = kafka
+        self._make_producer = producer or functools.partial(
+            clients.relay_producer, kafka, settings, max_batch_size=MAX_BATCH_BYTES
+        )
         self.database = database
         self.readiness = readiness
         self.leading = False
@@ -125,21 +129,23 @@ class OutboxRelay:
                 log.warning("relay not leading", error=repr(exc))
             self._set_leader(False)
             with self._stop.idle():
-                await anyio.sleep(self.settings.relay_leader_retry)
+                await anyio.sleep(self.settings.leader_retry)
 
     async def _stand_by_then_lead(self) -> None:
-        silence = {"idle_session_timeout": str(int(self.settings.relay_failover_timeout * 1000))}
+        silence = {"idle_session_timeout": str(int(self.settings.failover_timeout * 1000))}
         conn: asyncpg.Connection | None = None
         try:
             with self._stop.idle():  # a standby stops at once
-                conn = await connect(self.settings, "reco-relay-lock", extra_settings=silence)
+                conn = await connect(
+                    self.database.settings, "reco-relay-lock", extra_settings=silence
+                )
                 while not await queries.try_lock(conn, LOCK_KEY):  # noqa: ASYNC110 - a poll
-                    await anyio.sleep(self.settings.relay_leader_retry)
+                    await anyio.sleep(self.settings.leader_retry)
             if conn is not None and not self._stop.requested:
                 await self._lead(conn)
         finally:
             if conn is not None:
-                await _close(conn, self.settings, self._stop)
+                await _close(conn, self.database.settings, self._stop)
 
     async def _lead(self, lock_conn: asyncpg.Connection) -> None:
         self._set_leader(True)
@@ -160,10 +166,10 @@ class OutboxRelay:
         """Raise :class:`LeadershipLost` as soon as the lock connection fails."""
         cfg = self.settings
         while True:
-            with anyio.move_on_after(cfg.relay_leader_retry):
+            with anyio.move_on_after(cfg.leader_retry):
                 await lost.wait()
             try:
-                with anyio.fail_after(cfg.db_health_timeout):
+                with anyio.fail_after(self.database.settings.health_timeout):
                     await lock_conn.fetchval("SELECT 1")
             except Exception as exc:
                 log.warning("relay lock connection lost; stepping down", error=repr(exc))
@@ -179,21 +185,21 @@ class OutboxRelay:
                 if conn is None or conn.is_closed():
                     conn = await self._listen()
                     self._wake.set()  # notifications may have been missed: claim now
-                await anyio.sleep(self.settings.relay_leader_retry)
+                await anyio.sleep(self.settings.leader_retry)
         finally:
             if conn is not None:
-                await _close(conn, self.settings, self._stop)
+                await _close(conn, self.database.settings, self._stop)
 
     async def _listen(self) -> asyncpg.Connection | None:
         try:
-            conn = await connect(self.settings, "reco-relay-listen")
+            conn = await connect(self.database.settings, "reco-relay-listen")
         except Exception as exc:  # noqa: BLE001 - polling still works
             log.warning("cannot LISTEN; polling only", error=repr(exc))
             return None
         try:
             await conn.add_listener(queries.NOTIFY_CHANNEL, self._on_notify)
         except BaseException as exc:  # cancelled (leadership lost) or failed: never leak it
-            await _close(conn, self.settings, self._stop)
+            await _close(conn, self.database.settings, self._stop)
             if not isinstance(exc, Exception):
                 raise
             log.warning("cannot LISTEN; polling only", error=repr(exc))
@@ -214,11 +220,10 @@ class OutboxRelay:
 
     # --- publishing --------------------------------------------------------------
     async def _publish_loop(self) -> None:
-        cfg = self.settings
         with self._stop.work() as work:  # on stop: ends after the batch in hand
             async for attempt in retrying(
-                kafka_errors.is_transient, initial=cfg.kafka_retry_initial,
-                maximum=cfg.kafka_retry_max,
+                kafka_errors.is_transient, initial=self.kafka.retry_initial,
+                maximum=self.kafka.retry_max,
             ):  # fmt: skip
                 with attempt:
                     async with self._producer() as producer:
@@ -231,7 +236,7 @@ class OutboxRelay:
             await producer.start()
             yield producer
         finally:
-            with self._stop.cleanup(self.settings.relay_stop_timeout):  # the last sends' flush
+            with self._stop.cleanup(self.settings.stop_timeout):  # the last sends' flush
                 await producer.stop()
 
     async def _pump(self, producer: AIOKafkaProducer, work: Work) -> None:
@@ -240,7 +245,7 @@ class OutboxRelay:
             self._wake = anyio.Event()  # before the claim: a NOTIFY during it is kept
             rows = await self._claim()
             if not rows:
-                with self._stop.idle(), anyio.move_on_after(cfg.relay_poll_interval):
+                with self._stop.idle(), anyio.move_on_after(cfg.poll_interval):
                     await self._wake.wait()
                 continue
             with work.in_hand():
@@ -249,7 +254,7 @@ class OutboxRelay:
     async def _claim(self) -> list[queries.PendingRow]:
         try:
             async with self.database.connection() as conn:
-                rows = await queries.fetch_pending(conn, self.settings.relay_batch_max)
+                rows = await queries.fetch_pending(conn, self.settings.batch_max)
         except Exception:
             metrics.outbox_errors.inc({"stage": "claim"})
             raise
@@ -258,7 +263,7 @@ class OutboxRelay:
 
     async def _publish(self, producer: AIOKafkaProducer, rows: list[queries.PendingRow]) -> None:
         outcome = BatchOutcome(acked=0)
-        with anyio.move_on_after(self.settings.relay_publish_timeout):
+        with anyio.move_on_after(self.settings.publish_timeout):
             await send_batch(producer, rows, outcome)
         self._stats = attrs.evolve(self._stats, batches=self._stats.batches + 1)
         if outcome.acked:
@@ -282,14 +287,14 @@ class OutboxRelay:
         it move on. Anything else is retried from the oldest unpublished row.
         """
         alone = BatchOutcome(acked=0)
-        with anyio.move_on_after(self.settings.relay_publish_timeout):
+        with anyio.move_on_after(self.settings.publish_timeout):
             await send_batch(producer, [row], alone)
         if alone.acked:
             await self._mark([row.id])
             return
         if not alone.rejected:
             raise PublishFailed(alone.error)
-        bound = self.settings.db_statement_timeout + 1
+        bound = self.database.settings.statement_timeout + 1
         with self._stop.cleanup(bound), anyio.fail_after(bound):
             async with self.database.connection() as conn:
                 await queries.mark_rejected(conn, row.id, alone.error[:500])
@@ -298,10 +303,9 @@ class OutboxRelay:
                   event_id=row.event_id, topic=row.topic, error=alone.error)  # fmt: skip
 
     async def _mark(self, ids: list[int]) -> None:
-        cfg = self.settings
         try:
             # Marked even when cancelled (within the share): unmarked rows are sent again.
-            bound = cfg.db_statement_timeout + 1
+            bound = self.database.settings.statement_timeout + 1
             with self._stop.cleanup(bound), anyio.fail_after(bound):
                 async with self.database.connection() as conn:
                     await queries.mark_published(conn, ids)
@@ -355,9 +359,9 @@ class OutboxRelay:
         )  # fmt: skip
 
 
-async def _close(conn: asyncpg.Connection, settings: Settings, stop: Stop) -> None:
+async def _close(conn: asyncpg.Connection, settings: DatabaseSettings, stop: Stop) -> None:
     """Close a dedicated connection (releasing its locks), bounded and shielded."""
-    bound = settings.db_connect_timeout
+    bound = settings.connect_timeout
     with stop.cleanup(bound):
         try:
             await conn.close(timeout=bound)

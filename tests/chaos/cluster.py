@@ -135,7 +135,7 @@ class Cluster:
         return self.broker.bootstrap
 
     def settings(self) -> Settings:
-        return Settings(database_url=self.database_url, kafka_bootstrap=self.bootstrap)
+        return Settings.from_flat(database_url=self.database_url, kafka_bootstrap=self.bootstrap)
 
     def processes(self) -> dict[int, str]:
         return {i.pid: i.name for i in self.instances if i.pid is not None and i.alive}

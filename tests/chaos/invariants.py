@@ -18,6 +18,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from reco import audit
 from reco.engine import audit as recompute
+from reco.kafka import clients
+from reco.settings import KafkaSettings
 from tests.chaos.cluster import Cluster
 
 READ_DEADLINE = 30.0
@@ -46,8 +48,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[Record]:
     answers ListOffsets(latest) with the last record batch's base offset + 1, which
     falls short of the end whenever that batch holds more than one record.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", request_timeout_ms=5000)  # fmt: skip
+    consumer = clients.consumer(KafkaSettings(bootstrap=bootstrap, request_timeout=5.0))
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -94,10 +95,8 @@ def _record(partition: int, message: Any) -> Record:
 async def consumer_lag(bootstrap: str, topic: str, group: str = "reco") -> int:
     """The fetch high watermarks minus the group's committed offsets (a consumer of the
     group that never subscribes does not join it; see :func:`read_topic` on the end)."""
-    member = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                              enable_auto_commit=False, request_timeout_ms=5000)  # fmt: skip
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                              request_timeout_ms=5000)  # fmt: skip
+    member = clients.consumer(KafkaSettings(bootstrap=bootstrap, request_timeout=5.0), group=group)
+    reader = clients.consumer(KafkaSettings(bootstrap=bootstrap, request_timeout=5.0))
     await member.start()
     await reader.start()
     try:

@@ -36,7 +36,9 @@ import anyio
 import attrs
 import cattrs
 import httpx
-from aiokafka import AIOKafkaProducer
+
+from reco.kafka import clients
+from reco.settings import KafkaSettings
 
 SEND_DEADLINE = 6.0  # a broker ack or an HTTP answer later than this counts as unacknowledged
 IN_FLIGHT = 64  # operations at once; a tick finding none free is skipped (and counted)
@@ -245,10 +247,8 @@ class Workload:
             self.in_flight -= 1
 
     async def run(self) -> None:
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.cfg.bootstrap, acks="all", enable_idempotence=False,
-            request_timeout_ms=5000, linger_ms=5,
-        )  # fmt: skip
+        kafka = KafkaSettings(bootstrap=self.cfg.bootstrap, request_timeout=5.0)
+        self.producer = clients.producer(kafka, linger=0.005)
         await self.producer.start()
         try:
             until = time.monotonic() + self.cfg.seconds

@@ -12,13 +12,14 @@ import anyio
 import anyio.abc
 import asyncpg
 import attrs
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from reco.consumer.component import WatchEventConsumer
 from reco.db.pool import Database
 from reco.engine.ingest import Apply
+from reco.kafka import clients
 from reco.observability.readiness import Readiness
-from reco.settings import Settings
+from reco.settings import KafkaSettings, Settings, evolve
 from tests.support.components import DEFAULT_BUDGET, request_stop, start
 from tests.support.components import run as run_component
 
@@ -33,7 +34,7 @@ def fast(settings: Settings, **changes: Any) -> Settings:
         "consumer_drain_timeout": 3.0, "consumer_batch_timeout": 2.0,
         "kafka_retry_initial": 0.02, "kafka_retry_max": 0.2,
     }  # fmt: skip
-    return attrs.evolve(settings, **{**defaults, **changes})
+    return evolve(settings, **{**defaults, **changes})
 
 
 def event(n: int, *, user: str | None = None, item: str | None = None) -> dict[str, Any]:
@@ -49,8 +50,11 @@ def encode(obj: dict[str, Any]) -> bytes:
 
 
 @asynccontextmanager
-async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    client = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+async def producer(
+    bootstrap: str, *, linger: float = 0.0, **options: Any
+) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer (reco.kafka.clients.producer), stopped on exit."""
+    client = clients.producer(KafkaSettings(bootstrap=bootstrap), linger=linger, **options)
     try:
         await client.start()
         yield client
@@ -122,8 +126,10 @@ async def running_consumer(
 ) -> AsyncIterator[Running]:
     """The database and consumer components, stopped gracefully (consumer first) on exit."""
     readiness = Readiness()
-    database = Database(settings, readiness)
-    consumer = WatchEventConsumer(settings, readiness, database, apply=apply)
+    database = Database(settings.database, readiness, migrate=settings.should_migrate_on_start)
+    consumer = WatchEventConsumer(
+        settings.consumer, settings.kafka, readiness, database, apply=apply
+    )
     done = anyio.Event()
 
     async def _consume(*, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -146,10 +152,7 @@ async def running_consumer(
 
 async def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
     """The first ``count`` records of ``topic`` (every partition, from the start)."""
-    client = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"reader-{topic}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
-    )  # fmt: skip
+    client = clients.consumer(KafkaSettings(bootstrap=bootstrap), topic, group=f"reader-{topic}")
     await client.start()
     records: list[Any] = []
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -25,9 +25,11 @@ from aiokafka.structs import TopicPartition
 
 from reco.consumer.component import WatchEventConsumer
 from reco.db.pool import Database
+from reco.kafka import clients
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
-from reco.settings import Settings
+from reco.settings import KafkaSettings, Settings
+from tests.integration import consumer_harness as harness
 from tests.support.components import request_stop, start
 from tests.support.components import run as run_component
 
@@ -93,8 +95,10 @@ class Guard:
 async def guarded_consumer(settings: Settings) -> AsyncIterator[Guard]:
     """The database and consumer components; the consumer's exit is recorded, not propagated."""
     readiness = Readiness()
-    database = Database(settings, readiness)
-    guard = Guard(WatchEventConsumer(settings, readiness, database), readiness)
+    database = Database(settings.database, readiness, migrate=settings.should_migrate_on_start)
+    guard = Guard(
+        WatchEventConsumer(settings.consumer, settings.kafka, readiness, database), readiness
+    )
 
     async def _consume(*, task_status: anyio.abc.TaskStatus[None]) -> None:
         try:
@@ -117,17 +121,9 @@ async def guarded_consumer(settings: Settings) -> AsyncIterator[Guard]:
             request_stop(database)
 
 
-@asynccontextmanager
-async def producer(bootstrap: str, **options: Any) -> AsyncIterator[AIOKafkaProducer]:
-    client = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5, **options
-    )
-    try:
-        await client.start()
-        yield client
-    finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-            await client.stop()
+def producer(bootstrap: str, **options: Any) -> AbstractAsyncContextManager[AIOKafkaProducer]:
+    """The harness's producer with a 5 ms linger: a send's records travel in one batch."""
+    return harness.producer(bootstrap, linger=0.005, **options)
 
 
 async def produce(
@@ -145,8 +141,7 @@ async def produce(
 
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
     """Every record now in ``topic`` (up to the end offsets read first); no consumer group."""
-    client = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                              auto_offset_reset="earliest")  # fmt: skip
+    client = clients.consumer(KafkaSettings(bootstrap=bootstrap))
     await client.start()
     records: list[Any] = []
     try:

@@ -8,19 +8,19 @@ from typing import Any
 
 import anyio
 import asyncpg
-import attrs
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from reco.db.pool import Database, connect
+from reco.kafka import clients
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
-from reco.settings import Settings
+from reco.settings import KafkaSettings, Settings, evolve
 from tests.support.components import request_stop, start
 
 
 def relay_settings(settings: Settings, bootstrap: str) -> Settings:
     """Small intervals so that the tests never wait long."""
-    return attrs.evolve(
+    return evolve(
         settings, kafka_bootstrap=bootstrap, relay_enabled=True, relay_poll_interval=0.05,
         relay_leader_retry=0.1, relay_publish_timeout=5.0, relay_stop_timeout=2.0,
         outbox_check_interval=0.05, kafka_retry_initial=0.05, kafka_retry_max=0.3,
@@ -37,7 +37,7 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], deadline: float = 1
 
 @asynccontextmanager
 async def running_database(settings: Settings) -> AsyncIterator[Database]:
-    database = Database(settings, Readiness())
+    database = Database(settings.database, Readiness(), migrate=settings.should_migrate_on_start)
     async with anyio.create_task_group() as tg:
         await start(tg, database)
         try:
@@ -48,7 +48,7 @@ async def running_database(settings: Settings) -> AsyncIterator[Database]:
 
 @asynccontextmanager
 async def dedicated(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(settings, "reco-test")
+    conn = await connect(settings.database, "reco-test")
     try:
         yield conn
     finally:
@@ -79,9 +79,7 @@ async def read_topic(
 ) -> list[tuple[str, str, dict[str, bytes]]]:
     """(key, event_id header, headers) of the first ``expected`` messages (or more),
     read by a fresh consumer from the earliest offset, in partition order."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = clients.consumer(KafkaSettings(bootstrap=bootstrap))
     await consumer.start()
     out: list[tuple[str, str, dict[str, bytes]]] = []
     try:

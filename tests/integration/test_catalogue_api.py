@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import attrs
 import pytest
 
 from reco.db.pool import Database
-from reco.settings import Settings
+from reco.settings import Settings, evolve
 from tests.support.api import Api, assert_problem, item, put_items, running_api
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -150,7 +149,7 @@ class TestBatch:
 
     async def test_oversized_body_is_413(self, settings: Settings) -> None:
         """A body over RECO_MAX_BODY_BYTES is 413 as a problem."""
-        async with running_api(attrs.evolve(settings, max_body_bytes=2048)) as small:
+        async with running_api(evolve(settings, max_body_bytes=2048)) as small:
             items = [item(f"i{i}") for i in range(100)]
             response = await small.client.post(
                 "/v1/items", json={"items": items}, headers=small.auth
@@ -180,7 +179,7 @@ class TestUnavailable:
         """Reads and writes answer 503 with Retry-After while the database is unreachable."""
         state = api.service.state
         # never opened: every connection() raises DatabaseUnavailable, as a pool that is down
-        state.database = Database(state.settings, state.readiness)
+        state.database = Database(state.settings.database, state.readiness, migrate=False)
         read = await api.client.get("/v1/items/a")
         write = await api.client.put("/v1/items/a", json={"title": "A"}, headers=api.auth)
         for response in (read, write):

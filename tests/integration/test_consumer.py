@@ -9,12 +9,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from reco.consumer import component
 from reco.db.pool import Database
 from reco.engine import ingest
+from reco.kafka import clients
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
@@ -50,8 +50,8 @@ class TestDelivery:
     async def test_events_land_once(self, kafka_settings: Settings, topics: Topics) -> None:
         """Every produced event is stored and applied exactly once."""
         settings = fast(kafka_settings)
-        store = Store(settings.database_url)
-        async with producer(settings.kafka_bootstrap) as client, running_consumer(settings) as run:
+        store = Store(settings.database.url)
+        async with producer(settings.kafka.bootstrap) as client, running_consumer(settings) as run:
             await send(client, topics.watch_events, [event(n) for n in range(200)])
             await wait_until(lambda: store.has(200))
             await wait_until(_ready(run.readiness))
@@ -62,8 +62,8 @@ class TestDelivery:
     async def test_repeats_count_once(self, kafka_settings: Settings, topics: Topics) -> None:
         """The same event three times in one batch, then again in later batches, counts once."""
         settings = fast(kafka_settings)
-        store = Store(settings.database_url)
-        async with producer(settings.kafka_bootstrap) as client, running_consumer(settings):
+        store = Store(settings.database.url)
+        async with producer(settings.kafka.bootstrap) as client, running_consumer(settings):
             await send(client, topics.watch_events, [event(1)] * 3)
             await wait_until(lambda: store.has(1))
             await send(client, topics.watch_events, [event(1), event(2)])
@@ -75,8 +75,8 @@ class TestDelivery:
     async def test_restart_mid_stream(self, kafka_settings: Settings, topics: Topics) -> None:
         """Stopping and restarting the consumer while events flow loses and doubles nothing."""
         settings = fast(kafka_settings, consumer_batch_max=20)
-        store = Store(settings.database_url)
-        async with producer(settings.kafka_bootstrap) as client:
+        store = Store(settings.database.url)
+        async with producer(settings.kafka.bootstrap) as client:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_trickle, client, topics.watch_events, 300)
                 async with running_consumer(settings):
@@ -91,7 +91,7 @@ class TestDeadLetters:
     async def test_each_malformed_kind(self, kafka_settings: Settings, topics: Topics) -> None:
         """Each kind of malformed record reaches the DLQ with its reason; good ones are stored."""
         settings = fast(kafka_settings, consumer_max_message_bytes=2048)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         bad = {
             "not_utf8": b'{"event_id": "\xff\xfe"}', "not_json": b'{"event_id": ',
             "oversized": json.dumps({**event(90), "pad": "x" * 4096}).encode(),
@@ -99,10 +99,10 @@ class TestDeadLetters:
         }  # fmt: skip
         missing = json.dumps({k: v for k, v in event(92).items() if k != "user_id"}).encode()
         values = [encode(event(1)), *bad.values(), encode(event(2)), missing, encode(event(3))]
-        async with producer(settings.kafka_bootstrap) as client, running_consumer(settings):
+        async with producer(settings.kafka.bootstrap) as client, running_consumer(settings):
             await send(client, topics.watch_events, values, key=b"same-partition")
             await wait_until(lambda: store.has(3))
-            records = await read_topic(settings.kafka_bootstrap, topics.dead_letter, 5)
+            records = await read_topic(settings.kafka.bootstrap, topics.dead_letter, 5)
         assert await store.ids() == ["e1", "e2", "e3"]
         by_reason = {_header(r, "reason"): r for r in records}
         assert set(by_reason) == {*bad, "invalid_event"}
@@ -124,9 +124,9 @@ class TestGroup:
     async def test_two_consumers_share(self, kafka_settings: Settings, topics: Topics) -> None:
         """A second consumer joining mid-stream takes partitions over; the totals are exact."""
         settings = fast(kafka_settings, consumer_batch_max=50)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         async with (
-            producer(settings.kafka_bootstrap) as client,
+            producer(settings.kafka.bootstrap) as client,
             running_consumer(settings) as one,
             anyio.create_task_group() as tg,
         ):
@@ -157,7 +157,7 @@ class TestReadiness:
             await ingest.apply_events(conn, events)
 
         async with (
-            producer(settings.kafka_bootstrap) as client,
+            producer(settings.kafka.bootstrap) as client,
             running_consumer(settings, apply=stall) as run,
         ):
             await wait_until(_ready(run.readiness))
@@ -175,9 +175,9 @@ class TestService:
     async def test_wired_into_the_service(self, kafka_settings: Settings, topics: Topics) -> None:
         """The service runs the consumer: events land and /readyz lists kafka_consumer as ok."""
         settings = fast(kafka_settings)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         async with (
-            producer(settings.kafka_bootstrap) as client,
+            producer(settings.kafka.bootstrap) as client,
             running_service(settings) as svc,
             httpx.AsyncClient(base_url=svc.base_url) as http,
         ):
@@ -193,7 +193,7 @@ class TestCancellation:
     async def test_cancel_mid_batch(self, kafka_settings: Settings, topics: Topics) -> None:
         """Cancelled inside a batch's transaction, it exits promptly; nothing stored or committed."""
         settings = fast(kafka_settings)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         entered = anyio.Event()
 
         async def hang(conn: Any, events: Any) -> None:
@@ -202,13 +202,16 @@ class TestCancellation:
             await anyio.sleep_forever()
 
         readiness = Readiness()
-        database = Database(settings, readiness)
-        async with producer(settings.kafka_bootstrap) as client, anyio.create_task_group() as outer:
+        database = Database(settings.database, readiness, migrate=settings.should_migrate_on_start)
+        async with producer(settings.kafka.bootstrap) as client, anyio.create_task_group() as outer:
             await start(outer, database)
             await send(client, topics.watch_events, [event(n) for n in range(20)])
             async with anyio.create_task_group() as tg:
                 await start(
-                    tg, component.WatchEventConsumer(settings, readiness, database, apply=hang)
+                    tg,
+                    component.WatchEventConsumer(
+                        settings.consumer, settings.kafka, readiness, database, apply=hang
+                    ),
                 )
                 with anyio.fail_after(20):
                     await entered.wait()
@@ -229,14 +232,14 @@ class TestGracefulStop:
         """A stop with a batch that cannot finish returns after the work part of the budget,
         and commits nothing."""
         settings = fast(kafka_settings)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         entered = anyio.Event()
 
         async def hang(conn: Any, events: Any) -> None:
             entered.set()
             await anyio.sleep_forever()
 
-        async with producer(settings.kafka_bootstrap) as client:
+        async with producer(settings.kafka.bootstrap) as client:
             await send(client, topics.watch_events, [event(n) for n in range(20)])
             async with running_consumer(settings, stop_budget=0.6, apply=hang):
                 with anyio.fail_after(20):
@@ -287,14 +290,12 @@ async def _both_assigned(a: component.WatchEventConsumer, b: component.WatchEven
 
 
 async def _committed(settings: Settings) -> dict[int, int]:
-    client = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=settings.consumer_group
-    )
+    client = clients.consumer(settings.kafka, group=settings.consumer.group)
     await client.start()
     try:
         out = {}
         for p in range(4):
-            offset = await client.committed(TopicPartition(settings.watch_events_topic, p))
+            offset = await client.committed(TopicPartition(settings.kafka.watch_events_topic, p))
             if offset is not None:
                 out[p] = offset
         return out

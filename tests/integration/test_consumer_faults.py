@@ -99,7 +99,7 @@ class TestBrokerDownAtStart:
         """With no broker, it starts at once with readiness failing; it connects when one comes."""
         broker = EmbeddedBroker(tmp_path / "late-broker", port=free_port())
         settings = fast(kafka_settings, kafka_bootstrap=broker.bootstrap)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         with anyio.fail_after(30):
             async with running_consumer(settings) as run:
                 state = run.readiness.get(component.CHECK)
@@ -123,7 +123,7 @@ class TestBrokerRestart:
     ) -> None:
         """Events produced before and after a broker restart are each stored exactly once."""
         settings = fast(kafka_settings, kafka_bootstrap=own_broker.bootstrap)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         async with running_consumer(settings) as run:
             async with producer(own_broker.bootstrap) as client:
                 await send(client, topics.watch_events, events(0, 100))
@@ -152,7 +152,7 @@ class TestDatabasePause:
         store = Store(url)
         pauser = _PauseOnce(own_postgres)
         async with (
-            producer(settings.kafka_bootstrap) as client,
+            producer(settings.kafka.bootstrap) as client,
             running_consumer(settings, apply=pauser.apply),
         ):
             await send(client, topics.watch_events, events(0, 50))
@@ -231,7 +231,7 @@ class TestBrokerLostMidRun:
         # A request timeout under Tansu's ~3 s group join would never let it rejoin.
         settings = fast(kafka_settings, kafka_bootstrap=own_broker.bootstrap,
                         kafka_request_timeout=5.0)  # fmt: skip
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         async with running_consumer(settings) as run:
             async with producer(own_broker.bootstrap) as client:
                 await send(client, topics.watch_events, events(0, 10))

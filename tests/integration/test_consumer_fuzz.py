@@ -403,10 +403,10 @@ class TestFuzzedRecords:
         t = now()
         batch = cases(t)
         settings = fast(kafka_settings, consumer_batch_max=50, consumer_max_message_bytes=MAX_BYTES)
-        db = Db(settings.database_url)
+        db = Db(settings.database.url)
         sentinel = json.dumps(watch("fz-sentinel", "fz-hand", "fz-pool-0", now().isoformat()))
         before = message_counts()
-        async with producer(settings.kafka_bootstrap, max_request_size=1 << 20) as client, \
+        async with producer(settings.kafka.bootstrap, max_request_size=1 << 20) as client, \
                 guarded_consumer(settings) as guard:  # fmt: skip
             placed = await produce(client, topics.watch_events, [c.value for c in batch], key=KEY)
             await produce(client, topics.watch_events, [sentinel.encode()], key=KEY)
@@ -417,7 +417,7 @@ class TestFuzzedRecords:
                                  what=f"reco_consumer_messages_total counted {total} records")  # fmt: skip
             guard.assert_alive()
             dead = dead_letters_by_offset(
-                await read_all(settings.kafka_bootstrap, topics.dead_letter), topics.watch_events
+                await read_all(settings.kafka.bootstrap, topics.dead_letter), topics.watch_events
             )
         counted = counted_since(before)
         ids = {c.event_id for c in batch if c.event_id is not None}

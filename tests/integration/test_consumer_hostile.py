@@ -16,10 +16,11 @@ from typing import Any
 
 import anyio
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 
-from reco.settings import Settings
+from reco.kafka import clients
+from reco.settings import KafkaSettings, Settings
 from tests.conftest import Topics
 from tests.integration.consumer_harness import fast
 from tests.integration.hostile_support import (
@@ -51,7 +52,7 @@ async def _sentinel(guard: Any, db: Db, client: Any, settings: Settings, key: by
     """Produce a valid event now, on ``key``'s partition; it must be stored within the bound."""
     name = key.decode()[:64]  # an id, so at most 128 characters, whatever the key
     sentinel = watch(f"sentinel-{name}", name, "sentinel-item", now())
-    await produce(client, settings.watch_events_topic, [encode(sentinel)], key=key)
+    await produce(client, settings.kafka.watch_events_topic, [encode(sentinel)], key=key)
     await guard.wait_for(lambda: db.has(sentinel["event_id"]), within=SENTINEL_WITHIN,
                          what="the sentinel after the hostile record was stored")  # fmt: skip
 
@@ -75,9 +76,9 @@ class TestBackfillThenLive:
     ) -> None:
         """A live event for a user with 1997-98 history shows in user_history within 5 s."""
         settings = fast(kafka_settings)
-        db = Db(settings.database_url)
+        db = Db(settings.database.url)
         history = _history()
-        async with producer(settings.kafka_bootstrap) as client, guarded_consumer(settings) as g:
+        async with producer(settings.kafka.bootstrap) as client, guarded_consumer(settings) as g:
             for e in history:  # keyed by user, like a real replay: every partition gets some
                 await produce(client, topics.watch_events, [encode(e)], key=e["user_id"].encode())
             await g.wait_for(lambda: _count_is(db, len(history)), within=60,
@@ -111,13 +112,13 @@ class TestExtremeDates:
     ) -> None:
         """0001-01-01 is stored; 9999-12-31 (more than 300 s ahead) is invalid_event; no wedge."""
         settings = fast(kafka_settings)
-        db = Db(settings.database_url)
+        db = Db(settings.database.url)
         key = b"dates"
         live = watch("d-live", "dates", "m1", now())
         first = watch("d-0001", "dates", "m1", "0001-01-01T00:00:00Z")
         last = watch("d-9999", "dates", "m1", "9999-12-31T23:59:59.999999Z")
         before = message_counts()
-        async with producer(settings.kafka_bootstrap) as client, guarded_consumer(settings) as g:
+        async with producer(settings.kafka.bootstrap) as client, guarded_consumer(settings) as g:
             await produce(client, topics.watch_events, [encode(live)], key=key)
             await g.wait_for(lambda: db.has("d-live"), within=VISIBLE_WITHIN, what="d-live stored")
             placed = await produce(client, topics.watch_events, [encode(first), encode(last)],
@@ -126,7 +127,7 @@ class TestExtremeDates:
                              what="the event dated 0001-01-01 was stored")  # fmt: skip
             await _sentinel(g, db, client, settings, key)
             dead = dead_letters_by_offset(
-                await read_all(settings.kafka_bootstrap, topics.dead_letter), topics.watch_events
+                await read_all(settings.kafka.bootstrap, topics.dead_letter), topics.watch_events
             )
         assert not await db.has("d-9999")
         [(_, offset_9999)] = placed[1:]
@@ -143,17 +144,17 @@ class TestHugeNumber:
     ) -> None:
         """It is dead-lettered as invalid_event; the component runs on; the sentinel is stored."""
         settings = fast(kafka_settings)
-        db = Db(settings.database_url)
+        db = Db(settings.database.url)
         key = b"huge"
         poison = ('{"event_id": "n-huge", "user_id": "huge", "item_id": "m1", '
                   '"occurred_at": "2026-01-01T00:00:00Z", "watched_seconds": '
                   + "9" * 400 + "}").encode()  # fmt: skip
-        async with producer(settings.kafka_bootstrap) as client, guarded_consumer(settings) as g:
+        async with producer(settings.kafka.bootstrap) as client, guarded_consumer(settings) as g:
             [(_, offset)] = await produce(client, topics.watch_events, [poison], key=key)
             await _sentinel(g, db, client, settings, key)
             g.assert_alive()
             dead = dead_letters_by_offset(
-                await read_all(settings.kafka_bootstrap, topics.dead_letter), topics.watch_events
+                await read_all(settings.kafka.bootstrap, topics.dead_letter), topics.watch_events
             )
         assert not await db.has("n-huge")
         [record] = dead[offset]
@@ -169,13 +170,13 @@ class TestConflictingDuplicate:
     ) -> None:
         """Counted as conflict, dead-lettered conflicting_duplicate; the first version stays."""
         settings = fast(kafka_settings)
-        db = Db(settings.database_url)
+        db = Db(settings.database.url)
         key = b"dup"
         at = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
         original = watch("c-1", "dup", "m1", at)
         same = {**original, "watched_seconds": 30.0}  # same user, item and time: a duplicate
         other = watch("c-1", "dup", "m2", at)  # another item: the producers disagree
-        async with producer(settings.kafka_bootstrap) as client, guarded_consumer(settings) as g:
+        async with producer(settings.kafka.bootstrap) as client, guarded_consumer(settings) as g:
             await produce(client, topics.watch_events, [encode(original)], key=key)
             await g.wait_for(lambda: db.has("c-1"), within=VISIBLE_WITHIN, what="c-1 stored")
             before = message_counts()
@@ -192,7 +193,7 @@ class TestConflictingDuplicate:
                              what="the sentinel was counted")  # fmt: skip
             counted = counted_since(before)
             dead = dead_letters_by_offset(
-                await read_all(settings.kafka_bootstrap, topics.dead_letter), topics.watch_events
+                await read_all(settings.kafka.bootstrap, topics.dead_letter), topics.watch_events
             )
         row = await db.row("c-1")
         assert row is not None
@@ -224,7 +225,7 @@ class TestPermanentStoreError:
     ) -> None:
         """A row PostgreSQL refuses (SQLSTATE 22003, from a trigger) dead-letters only that event."""
         settings = fast(kafka_settings)
-        db = Db(settings.database_url)
+        db = Db(settings.database.url)
         await _refuse_event_ids_like(db, "poison%")
         key = b"split"
         at = now()
@@ -232,7 +233,7 @@ class TestPermanentStoreError:
         events[2] = watch("poison-1", "split", "m9", at)
         values = [encode(e) for e in events]
         before = message_counts()
-        async with producer(settings.kafka_bootstrap) as client:
+        async with producer(settings.kafka.bootstrap) as client:
             # produced before the consumer starts, so that they are fetched as one batch
             placed = await produce(client, topics.watch_events, values, key=key)
             async with guarded_consumer(settings) as g:
@@ -242,7 +243,7 @@ class TestPermanentStoreError:
                                  what="the stored events were counted")  # fmt: skip
                 counted = counted_since(before)
             dead = dead_letters_by_offset(
-                await read_all(settings.kafka_bootstrap, topics.dead_letter), topics.watch_events
+                await read_all(settings.kafka.bootstrap, topics.dead_letter), topics.watch_events
             )
         assert await db.stored(e["event_id"] for e in events) == {"s-0", "s-1", "s-3", "s-4"}
         records = dead[placed[2][1]]  # at least once (a redelivered batch rejects it again)
@@ -292,15 +293,15 @@ class TestDeadLetterRejected:
         """
         settings = fast(kafka_settings)
         await _create_topic(
-            settings.kafka_bootstrap, topics.dead_letter, {"max.message.bytes": "1000"}
+            settings.kafka.bootstrap, topics.dead_letter, {"max.message.bytes": "1000"}
         )
         big = b"[" * 5000  # not JSON, 5000 bytes: under the consumer's limit, over the DLQ topic's
-        async with producer(settings.kafka_bootstrap) as client:
+        async with producer(settings.kafka.bootstrap) as client:
             if await _accepted(client, topics.dead_letter, big):
                 pytest.skip("the broker does not enforce max.message.bytes (Tansu does not)")
-        db = Db(settings.database_url)
+        db = Db(settings.database.url)
         key = b"too-big"
-        async with producer(settings.kafka_bootstrap) as client, guarded_consumer(settings) as g:
+        async with producer(settings.kafka.bootstrap) as client, guarded_consumer(settings) as g:
             await produce(client, topics.watch_events, [big], key=key)
             await _sentinel(g, db, client, settings, key)
             g.assert_alive()
@@ -310,16 +311,16 @@ class TestDeadLetterRejected:
     ) -> None:
         """A record whose key alone exceeds the dead-letter request limit does not wedge."""
         settings = fast(kafka_settings, consumer_dlq_max_request_bytes=4096)
-        db = Db(settings.database_url)
+        db = Db(settings.database.url)
         key = b"k" * 5000  # the dead-letter copy keeps the key: over 4096 even without the value
-        async with producer(settings.kafka_bootstrap) as client, guarded_consumer(settings) as g:
+        async with producer(settings.kafka.bootstrap) as client, guarded_consumer(settings) as g:
             await produce(client, topics.watch_events, [b"not json"], key=key)
             await _sentinel(g, db, client, settings, key)
             g.assert_alive()
 
 
 async def _create_topic(bootstrap: str, name: str, config: dict[str, str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = clients.admin(KafkaSettings(bootstrap=bootstrap))
     await admin.start()
     try:
         response = await admin.create_topics(

@@ -96,17 +96,17 @@ class TestConsumer:
         self, kafka_settings: Settings, topics: Topics
     ) -> None:
         settings = fast(kafka_settings)
-        await _refuse(settings.database_url, POISON)
-        store = Store(settings.database_url)
+        await _refuse(settings.database.url, POISON)
+        store = Store(settings.database.url)
         before = _outcome("unprocessable")
         values = [event(n) for n in range(50)]
         values[20] = event(20, item=POISON)
-        async with producer(settings.kafka_bootstrap) as client, running_consumer(settings):
+        async with producer(settings.kafka.bootstrap) as client, running_consumer(settings):
             await send(client, topics.watch_events, values)
             await wait_until(lambda: store.has(49))
             await send(client, topics.watch_events, [event(1000)])  # the partition moves on
             await wait_until(lambda: store.has(50))
-            dead = await read_topic(settings.kafka_bootstrap, topics.dead_letter, 1)
+            dead = await read_topic(settings.kafka.bootstrap, topics.dead_letter, 1)
         assert "e20" not in await store.ids()
         headers = _headers(dead[0])
         assert headers["reco.dlq.reason"] == "unprocessable"
@@ -116,14 +116,14 @@ class TestConsumer:
     async def test_conflicting_duplicate(self, kafka_settings: Settings, topics: Topics) -> None:
         """Same event_id, another item: counted as a conflict, dead-lettered, first kept."""
         settings = fast(kafka_settings)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         before = _outcome("conflict")
-        async with producer(settings.kafka_bootstrap) as client, running_consumer(settings):
+        async with producer(settings.kafka.bootstrap) as client, running_consumer(settings):
             await send(client, topics.watch_events, [event(1, item="first")])
             await wait_until(lambda: store.has(1))
             await send(client, topics.watch_events, [event(1, item="second"), event(2)])
             await wait_until(lambda: store.has(2))
-            dead = await read_topic(settings.kafka_bootstrap, topics.dead_letter, 1)
+            dead = await read_topic(settings.kafka.bootstrap, topics.dead_letter, 1)
         kept = await store.fetchval("SELECT item_id FROM watch_events WHERE event_id = 'e1'")
         assert kept == "first"
         assert _headers(dead[0])["reco.dlq.reason"] == "conflicting_duplicate"

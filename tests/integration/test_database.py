@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 import asyncpg
-import attrs
 import pytest
 from reco_dev.devstack.ports import free_port
 from reco_dev.devstack.postgres import EmbeddedPostgres
@@ -18,7 +17,7 @@ from reco.db.pool import CHECK, Database, connect
 from reco.errors import DatabaseUnavailable
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
-from reco.settings import AppEnv, Settings
+from reco.settings import AppEnv, Settings, evolve
 from tests.support.components import request_stop, start
 from tests.support.logs import Logs, captured_logs
 from tests.support.waiting import wait_until
@@ -39,7 +38,7 @@ def value(metric: Any, labels: dict[str, str] | None = None) -> float:
 @pytest.fixture
 def fast(settings: Settings) -> Settings:
     """Small pool, short timeouts."""
-    return attrs.evolve(
+    return evolve(
         settings, db_pool_min_size=1, db_pool_max_size=1, db_statement_timeout=0.2,
         db_acquire_timeout=0.2, db_health_interval=60, db_health_timeout=0.3,
         db_retry_initial=0.02, db_retry_max=0.1,
@@ -49,7 +48,7 @@ def fast(settings: Settings) -> Settings:
 @pytest.fixture
 async def database(fast: Settings) -> AsyncIterator[Database]:
     """A running Database component (started with tg.start, stopped at the end)."""
-    db = Database(fast, Readiness())
+    db = Database(fast.database, Readiness(), migrate=fast.should_migrate_on_start)
     async with anyio.create_task_group() as tg:
         await start(tg, db)
         yield db
@@ -81,7 +80,7 @@ class TestTimeouts:
 
     async def test_dedicated_connection_has_the_timeouts(self, fast: Settings) -> None:
         """connect() (migrations, locks) applies the same statement_timeout."""
-        conn = await connect(fast)
+        conn = await connect(fast.database)
         try:
             with pytest.raises(asyncpg.QueryCanceledError):
                 await conn.execute("SELECT pg_sleep(3)")
@@ -116,7 +115,7 @@ class TestTimeouts:
 class TestComponent:
     async def test_cancellation_closes_the_pool(self, fast: Settings) -> None:
         """Cancelled after start, run() exits promptly and leaves no pool open."""
-        db = Database(fast, Readiness())
+        db = Database(fast.database, Readiness(), migrate=fast.should_migrate_on_start)
         with anyio.fail_after(BOUND):
             async with anyio.create_task_group() as tg:
                 await start(tg, db)
@@ -145,7 +144,7 @@ def own_postgres() -> Iterator[EmbeddedPostgres]:
 
 def own_settings(server: EmbeddedPostgres, port: int | None = None) -> Settings:
     url = server.url() if port is None else f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    return Settings(
+    return Settings.from_flat(
         app_env=AppEnv.TEST, database_url=url, migrate_on_start=True, db_pool_min_size=1,
         db_pool_max_size=2, db_health_interval=0.1, db_health_timeout=0.3,
         db_acquire_timeout=0.3, db_connect_timeout=0.5, db_startup_deadline=20,
@@ -166,8 +165,8 @@ class TestUnavailableServer:
         """SIGSTOP: readiness fails within interval + timeout; SIGCONT: it recovers."""
         settings = own_settings(own_postgres)
         readiness = Readiness()
-        db = Database(settings, readiness)
-        bound = settings.db_health_interval + settings.db_health_timeout + 1.0
+        db = Database(settings.database, readiness, migrate=settings.should_migrate_on_start)
+        bound = settings.database.health_interval + settings.database.health_timeout + 1.0
         async with anyio.create_task_group() as tg:
             await start(tg, db)
             assert readiness.ready
@@ -187,11 +186,11 @@ class TestUnavailableServer:
 
     async def test_start_up_gives_up_at_the_deadline(self, logs: Logs) -> None:
         """Nothing listening: open() retries with backoff, logging each try, then gives up."""
-        settings = attrs.evolve(
+        settings = evolve(
             own_settings(EmbeddedPostgres(Path("/nonexistent")), port=free_port()),
             db_startup_deadline=0.5,
         )
-        db = Database(settings, Readiness())
+        db = Database(settings.database, Readiness(), migrate=settings.should_migrate_on_start)
         began = anyio.current_time()
         with anyio.fail_after(BOUND), pytest.raises(OSError, match="onnect"):
             await db.open()
@@ -206,7 +205,8 @@ class TestUnavailableServer:
     ) -> None:
         """The pool reconnects on acquire; a refused connect is DatabaseUnavailable, not the
         raw OSError (regression: the consumer crashed on it after a PostgreSQL SIGKILL)."""
-        db = Database(own_settings(own_postgres), Readiness())
+        own = own_settings(own_postgres)
+        db = Database(own.database, Readiness(), migrate=own.should_migrate_on_start)
         async with anyio.create_task_group() as tg:
             await start(tg, db)
             own_postgres.stop()
@@ -221,7 +221,8 @@ class TestUnavailableServer:
     async def test_start_up_waits_for_the_server(self, own_postgres: EmbeddedPostgres) -> None:
         """A server that comes up within the deadline is waited for, not failed on."""
         own_postgres.stop()
-        db = Database(own_settings(own_postgres), Readiness())
+        own = own_settings(own_postgres)
+        db = Database(own.database, Readiness(), migrate=own.should_migrate_on_start)
         async with anyio.create_task_group() as tg:
 
             async def start_server() -> None:
@@ -271,7 +272,7 @@ class TestReset:
 
 async def terminate_backend(settings: Settings, pid: int) -> None:
     """End a session from the server side, as a PostgreSQL crash or restart does."""
-    other = await asyncpg.connect(settings.database_url)
+    other = await asyncpg.connect(settings.database.url)
     try:
         await other.execute("SELECT pg_terminate_backend($1)", pid)
         with anyio.fail_after(BOUND):

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import anyio
 import asyncpg
-import attrs
 import pytest
 
 from reco.db.pool import Database
@@ -16,7 +15,7 @@ from reco.engine.recommender import Recommender
 from reco.events import WatchEvent
 from reco.folder import folding
 from reco.observability.readiness import Readiness
-from reco.settings import Settings
+from reco.settings import Settings, evolve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -116,11 +115,11 @@ class TestApplyEvents:
 
 @pytest.fixture
 async def recommender(settings: Settings, conn: asyncpg.Connection) -> AsyncIterator[Recommender]:
-    settings = attrs.evolve(settings, recs_cache_ttl=0.0)  # always re-sync: tests see writes
-    database = Database(settings, Readiness())
+    settings = evolve(settings, recs_cache_ttl=0.0)  # always re-sync: tests see writes
+    database = Database(settings.database, Readiness(), migrate=settings.should_migrate_on_start)
     await database.open()
     try:
-        yield Recommender(database, settings)
+        yield Recommender(database, settings.engine)
     finally:
         await database.aclose()
 
@@ -263,11 +262,13 @@ class TestListCache:
     ) -> None:
         await apply(conn, watches("u1", "abcd"))
         await age_model_stamps(conn)
-        settings = attrs.evolve(settings, recs_list_cache_size=2)
-        database = Database(settings, Readiness())
+        settings = evolve(settings, recs_list_cache_size=2)
+        database = Database(
+            settings.database, Readiness(), migrate=settings.should_migrate_on_start
+        )
         await database.open()
         try:
-            recommender = Recommender(database, settings)
+            recommender = Recommender(database, settings.engine)
             for user in ("x", "y", "x", "z", "x", "y"):
                 await recommender.for_user(user, limit=3)
         finally:

@@ -7,14 +7,13 @@ import socket
 from pathlib import Path
 
 import anyio
-import attrs
 import pytest
 from reco_dev.devstack.ports import free_port
 from reco_dev.evaluation import cli
 from reco_dev.evaluation.client import Client
 from reco_dev.evaluation.service import ServiceFailed, service_process
 
-from reco.settings import Settings
+from reco.settings import Settings, evolve
 from tests.integration.consumer_harness import Store, fast
 from tests.support.service import running_service
 
@@ -80,7 +79,7 @@ class TestEvaluate:
     ) -> None:
         """--url with RECO_KAFKA_BOOTSTRAP produces to Kafka; replaying again stores no new event."""
         path = generate(tmp_path)
-        environ = {"RECO_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap}
+        environ = {"RECO_KAFKA_BOOTSTRAP": kafka_settings.kafka.bootstrap}
         async with running_service(fast(kafka_settings)) as service:
             for _ in range(2):
                 status = await anyio.to_thread.run_sync(
@@ -90,7 +89,7 @@ class TestEvaluate:
                 assert status == 0, err
                 assert " ".join(service_row(out)[:5]) == "reco service (events via Kafka)"
                 assert float(service_row(out)[-5]) > 0.5
-        assert await Store(kafka_settings.database_url).count() == 320
+        assert await Store(kafka_settings.database.url).count() == 320
 
 
 class TestUsage:
@@ -110,7 +109,7 @@ class TestUsage:
 class TestServiceProcess:
     def test_a_service_that_cannot_start_reports_its_log(self, tmp_path: Path) -> None:
         """A child that exits at start-up raises ServiceFailed quoting the end of its log."""
-        broken = Settings(log_level="LOUD", http_bind=f"127.0.0.1:{free_port()}",
+        broken = Settings.from_flat(log_level="LOUD", http_bind=f"127.0.0.1:{free_port()}",
                           database_url="postgresql://nobody@127.0.0.1:9/none")  # fmt: skip
         with (
             pytest.raises(ServiceFailed, match=r"exited with status 2(.|\n)*RECO_LOG_LEVEL"),
@@ -123,7 +122,7 @@ class TestServiceProcess:
     ) -> None:
         """Ctrl-C inside the block: the child gets its graceful stop and stops listening."""
         port = free_port()
-        settings = attrs.evolve(kafka_settings, http_bind=f"127.0.0.1:{port}")
+        settings = evolve(kafka_settings, http_bind=f"127.0.0.1:{port}")
         with pytest.raises(KeyboardInterrupt):
             interrupt_while_serving(settings, tmp_path / "service.log")
         with pytest.raises(ConnectionRefusedError):

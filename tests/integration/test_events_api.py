@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import attrs
 import httpx
 import pytest
 from reco_dev.devstack.broker import EmbeddedBroker
 
-from reco.settings import Settings
+from reco.settings import Settings, evolve
 from tests.conftest import Topics
 from tests.integration.outbox_support import dedicated, read_topic, relay_settings, wait_for
 from tests.support.service import running_service
@@ -17,7 +16,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 def auth(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {settings.api_tokens[0]}"}
+    return {"Authorization": f"Bearer {settings.http.api_tokens[0]}"}
 
 
 async def outbox_event_ids(settings: Settings) -> list[str]:
@@ -62,7 +61,7 @@ class TestIngest:
 
     async def test_malformed_and_oversized_bodies(self, settings: Settings) -> None:
         """Non-JSON answers 400 and a body over the limit 413, both as problems."""
-        cfg = attrs.evolve(settings, max_body_bytes=2048)
+        cfg = evolve(settings, max_body_bytes=2048)
         async with running_service(cfg) as svc, httpx.AsyncClient(base_url=svc.base_url) as c:
             garbage = await c.post("/v1/events", content=b"{", headers=auth(cfg))
             huge = await c.post(

@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 import asyncpg
-import attrs
 import pytest
 
 from reco.db.pool import Database
@@ -20,7 +19,7 @@ from reco.folder import folding
 from reco.folder.component import CooccurrenceFolder
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
-from reco.settings import Settings
+from reco.settings import Settings, evolve
 from tests.support.components import request_stop, start
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -144,7 +143,7 @@ class TestFold:
 
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = Database(settings, Readiness())
+    db = Database(settings.database, Readiness(), migrate=settings.should_migrate_on_start)
     await db.open()
     try:
         yield db
@@ -164,9 +163,9 @@ class TestFolderComponent:
         self, settings: Settings, database: Database, conn: asyncpg.Connection
     ) -> None:
         """Four writers and two folders at once: every increment is folded exactly once."""
-        settings = attrs.evolve(settings, cooccurrence_fold_interval=0.01)
+        settings = evolve(settings, cooccurrence_fold_interval=0.01)
         users = {f"u{n}": watches(f"u{n}", "abcdefghijkl"[n % 3 :][:8], 100 * n) for n in range(8)}
-        folders = [CooccurrenceFolder(settings, database) for _ in range(2)]
+        folders = [CooccurrenceFolder(settings.folder, database) for _ in range(2)]
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
                 for folder in folders:
@@ -190,12 +189,11 @@ class TestFolderComponent:
     async def test_folds_within_the_interval_and_stops_promptly(
         self, settings: Settings, database: Database, conn: asyncpg.Connection
     ) -> None:
-        parts = range(settings.cooccurrence_fold_parts)
+        parts = range(settings.folder.parts)
         folds = [counter(metrics.cooccurrence_folds, {"part": str(p)}) for p in parts]
         rows = counter(metrics.cooccurrence_folded)
-        folder = CooccurrenceFolder(
-            attrs.evolve(settings, cooccurrence_fold_interval=0.05), database
-        )
+        quick = evolve(settings, cooccurrence_fold_interval=0.05)
+        folder = CooccurrenceFolder(quick.folder, database)
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 await start(tg, folder)
@@ -214,11 +212,11 @@ class TestFolderComponent:
         self, settings: Settings, database: Database, conn: asyncpg.Connection, database_url: str
     ) -> None:
         errors = counter(metrics.cooccurrence_fold_errors)
-        settings = attrs.evolve(
+        settings = evolve(
             settings, cooccurrence_fold_interval=0.05, cooccurrence_fold_timeout=0.2,
             kafka_retry_max=0.2,
         )  # fmt: skip
-        folder = CooccurrenceFolder(settings, database)
+        folder = CooccurrenceFolder(settings.folder, database)
         await store(conn, watches("u1", "ab"))
         blocker = await asyncpg.connect(database_url)
         try:
@@ -282,11 +280,11 @@ class TestChunkedFold:
         """The component, with one-page chunks, drains a many-page backlog."""
         want = await add_deltas(conn, 4000)
         chunks_before = counter(metrics.cooccurrence_folds, {"part": "0"})
-        settings = attrs.evolve(
+        settings = evolve(
             settings, cooccurrence_fold_interval=0.05, cooccurrence_fold_chunk_blocks=1,
             cooccurrence_fold_parts=1,
         )  # fmt: skip
-        folder = CooccurrenceFolder(settings, database)
+        folder = CooccurrenceFolder(settings.folder, database)
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
                 await start(tg, folder)

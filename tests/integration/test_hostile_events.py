@@ -29,9 +29,9 @@ class TestDates:
         self, kafka_settings: Settings
     ) -> None:
         settings = fast(kafka_settings, relay_poll_interval=0.05)
-        auth = {"Authorization": f"Bearer {settings.api_tokens[0]}"}
+        auth = {"Authorization": f"Bearer {settings.http.api_tokens[0]}"}
         now = dt.datetime.now(dt.UTC)
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         async with (
             running_service(settings) as svc,
             httpx.AsyncClient(base_url=svc.base_url, headers=auth) as client,

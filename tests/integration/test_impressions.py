@@ -7,7 +7,6 @@ from collections.abc import Awaitable
 from typing import Any
 
 import anyio
-import attrs
 import pytest
 
 from reco.db.pool import Database
@@ -17,7 +16,7 @@ from reco.impressions.rows import outbox_rows
 from reco.impressions.writer import ImpressionWriter
 from reco.observability.readiness import Readiness
 from reco.outbox import queries as outbox
-from reco.settings import BackgroundMode, Settings
+from reco.settings import BackgroundMode, Settings, evolve
 from tests.integration.outbox_support import dedicated, running_database, wait_for
 from tests.support.components import request_stop, start
 from tests.support.service import running_service
@@ -27,7 +26,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 def writer_settings(settings: Settings, **changes: Any) -> Settings:
-    return attrs.evolve(
+    return evolve(
         settings, max_background_tasks=64, writer_batch_max=10, writer_batch_wait=0.01,
         background_mode=BackgroundMode.DROP, **changes,
     )  # fmt: skip
@@ -46,8 +45,10 @@ class TestWriter:
         cfg = writer_settings(settings)
         served = [impression(user) for _ in range(7) for user in ("u1", None, "u2")]
         async with running_database(cfg) as db, anyio.create_task_group() as tg:
-            buffer = ImpressionBuffer(cfg)
-            writer = ImpressionWriter(cfg, db, buffer)
+            buffer = ImpressionBuffer(cfg.impressions)
+            writer = ImpressionWriter(
+                cfg.impressions, db, buffer, topic=cfg.kafka.impressions_topic
+            )
             await start(tg, writer)
             for imp in served:
                 await buffer.submit(imp)
@@ -59,7 +60,7 @@ class TestWriter:
         by_event = {r["event_id"]: r for r in rows}
         anonymous = served[1]
         row = by_event[str(anonymous.recommendation_id)]
-        assert row["topic"] == cfg.impressions_topic
+        assert row["topic"] == cfg.kafka.impressions_topic
         assert row["message_key"] == str(anonymous.recommendation_id)
         assert by_event[str(served[0].recommendation_id)]["message_key"] == "u1"
         assert json.loads(row["payload"])["endpoint"] == "popular"
@@ -67,14 +68,16 @@ class TestWriter:
     async def test_a_batch_partly_stored_already_is_written_once(self, settings: Settings) -> None:
         """The retry of a batch whose commit succeeded unseen: COPY meets the stored rows,
         the idempotent insert writes the rest, nothing twice."""
-        cfg = attrs.evolve(writer_settings(settings), writer_batch_wait=0.2)
+        cfg = evolve(writer_settings(settings), writer_batch_wait=0.2)
         served = [impression(user) for user in ("u1", "u2", None, "u3")]
         async with running_database(cfg) as db, anyio.create_task_group() as tg:
             async with db.connection() as conn, conn.transaction():
                 await insert_impressions(conn, served[:2])
-                await outbox.enqueue(conn, outbox_rows(served[:2], cfg.impressions_topic))
-            buffer = ImpressionBuffer(cfg)
-            writer = ImpressionWriter(cfg, db, buffer)
+                await outbox.enqueue(conn, outbox_rows(served[:2], cfg.kafka.impressions_topic))
+            buffer = ImpressionBuffer(cfg.impressions)
+            writer = ImpressionWriter(
+                cfg.impressions, db, buffer, topic=cfg.kafka.impressions_topic
+            )
             await start(tg, writer)
             for imp in served:
                 await buffer.submit(imp)
@@ -89,10 +92,12 @@ class TestShutdown:
         """What is buffered when the stop comes is written before the writer returns."""
         cfg = writer_settings(settings)
         async with running_database(cfg) as db:
-            buffer = ImpressionBuffer(cfg)
+            buffer = ImpressionBuffer(cfg.impressions)
             for _ in range(50):
                 await buffer.submit(impression())
-            writer = ImpressionWriter(cfg, db, buffer)
+            writer = ImpressionWriter(
+                cfg.impressions, db, buffer, topic=cfg.kafka.impressions_topic
+            )
             async with anyio.create_task_group() as tg:
                 await start(tg, writer)
                 request_stop(writer)
@@ -102,11 +107,14 @@ class TestShutdown:
     async def test_what_cannot_be_written_in_time_is_counted(self, settings: Settings) -> None:
         """With the database away, the drain is bounded and leftovers count as dropped."""
         cfg = writer_settings(settings, writer_retry_timeout=30.0)
-        unopened = Database(cfg, Readiness())  # every acquire fails: DatabaseUnavailable
-        buffer = ImpressionBuffer(cfg)
+        # every acquire fails: DatabaseUnavailable
+        unopened = Database(cfg.database, Readiness(), migrate=cfg.should_migrate_on_start)
+        buffer = ImpressionBuffer(cfg.impressions)
         for _ in range(25):
             await buffer.submit(impression())
-        writer = ImpressionWriter(cfg, unopened, buffer)
+        writer = ImpressionWriter(
+            cfg.impressions, unopened, buffer, topic=cfg.kafka.impressions_topic
+        )
         with anyio.fail_after(3):
             async with anyio.create_task_group() as tg:
                 await start(tg, writer)
@@ -122,8 +130,10 @@ class TestCancellation:
         """Cancelled mid-run, the writer returns at once; every impression is written or counted."""
         cfg = writer_settings(settings)
         async with running_database(cfg) as db:
-            buffer = ImpressionBuffer(cfg)
-            writer = ImpressionWriter(cfg, db, buffer)
+            buffer = ImpressionBuffer(cfg.impressions)
+            writer = ImpressionWriter(
+                cfg.impressions, db, buffer, topic=cfg.kafka.impressions_topic
+            )
             async with anyio.create_task_group() as tg:
                 await start(tg, writer)
                 for _ in range(40):
@@ -143,7 +153,7 @@ async def _equals(value: Awaitable[int], expected: int) -> bool:
 class TestInService:
     async def test_service_stop_writes_every_buffered_impression(self, settings: Settings) -> None:
         """Impressions submitted to the running service are all written when it stops."""
-        cfg = attrs.evolve(settings, max_background_tasks=500, writer_batch_wait=0.5)
+        cfg = evolve(settings, max_background_tasks=500, writer_batch_wait=0.5)
         async with running_service(cfg) as svc:
             for _ in range(300):
                 await svc.state.impressions.submit(impression())

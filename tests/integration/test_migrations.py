@@ -10,7 +10,6 @@ from pathlib import Path
 
 import anyio
 import asyncpg
-import attrs
 import pytest
 from reco_dev.devstack.postgres import EmbeddedPostgres
 
@@ -18,7 +17,7 @@ from reco.db import admin, migrations
 from reco.db.migrations import Finding
 from reco.db.pool import connect
 from reco.errors import MigrationCheckFailed, MigrationError
-from reco.settings import AppEnv, Settings
+from reco.settings import AppEnv, Settings, evolve
 from tests.support.servers import unique_suffix
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -43,21 +42,23 @@ def settings(postgres: EmbeddedPostgres, mdir: Path) -> Settings:
     """Settings for a new, empty database (not from the migrated template)."""
     name = "mig_" + unique_suffix()
     postgres.psql(f"CREATE DATABASE {name}")
-    return Settings(app_env=AppEnv.TEST, database_url=postgres.url(name), migrations_dir=str(mdir))
+    return Settings.from_flat(
+        app_env=AppEnv.TEST, database_url=postgres.url(name), migrations_dir=str(mdir)
+    )
 
 
 @pytest.fixture
 async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(settings)
+    conn = await connect(settings.database)
     yield conn
     await conn.close()
 
 
 async def check(settings: Settings, conn: asyncpg.Connection) -> list[Finding]:
     async def connect_to(database: str) -> asyncpg.Connection:
-        return await connect(settings, database=database)
+        return await connect(settings.database, database=database)
 
-    report = await admin.check(conn, Path(settings.migrations_dir), connect_to)
+    report = await admin.check(conn, Path(settings.database.migrations_dir), connect_to)
     return report.findings
 
 
@@ -78,11 +79,11 @@ class TestMigrate:
         self, settings: Settings, conn: asyncpg.Connection
     ) -> None:
         """A fresh database takes every file once; the check then finds nothing."""
-        applied = await migrations.migrate(conn, Path(settings.migrations_dir))
+        applied = await migrations.migrate(conn, Path(settings.database.migrations_dir))
         assert [m.label for m in applied] == ["0001_initial"]
-        assert await migrations.migrate(conn, Path(settings.migrations_dir)) == []
+        assert await migrations.migrate(conn, Path(settings.database.migrations_dir)) == []
         assert await check(settings, conn) == []
-        await migrations.ensure_current(conn, Path(settings.migrations_dir))
+        await migrations.ensure_current(conn, Path(settings.database.migrations_dir))
 
     async def test_concurrent_migrates_apply_each_file_once(
         self, settings: Settings, mdir: Path
@@ -93,7 +94,7 @@ class TestMigrate:
         results: list[list[str]] = []
 
         async def one() -> None:
-            own = await connect(settings, "test-migrate")
+            own = await connect(settings.database, "test-migrate")
             try:
                 results.append([m.label for m in await migrations.migrate(own, mdir)])
             finally:
@@ -104,7 +105,7 @@ class TestMigrate:
                 tg.start_soon(one)
                 tg.start_soon(one)
         assert sorted(results) == [[], ["0001_initial", "0002_counter", "0003_count"]]
-        conn = await connect(settings)
+        conn = await connect(settings.database)
         try:
             assert await conn.fetchval("SELECT count(*) FROM counter") == 1
             assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 3
@@ -135,7 +136,7 @@ class TestEnsureCurrent:
     async def test_behind_is_refused(self, settings: Settings, conn: asyncpg.Connection) -> None:
         """An unmigrated database is behind: start-up refuses, naming the pending files."""
         with pytest.raises(MigrationError, match=r"behind the migration files \(pending: 0001"):
-            await migrations.ensure_current(conn, Path(settings.migrations_dir))
+            await migrations.ensure_current(conn, Path(settings.database.migrations_dir))
 
     async def test_ahead_is_refused(
         self, settings: Settings, conn: asyncpg.Connection, mdir: Path
@@ -254,11 +255,11 @@ class TestCheckFindings:
         role = "nocreate_" + unique_suffix()
         postgres.psql(f"CREATE ROLE {role} LOGIN NOCREATEDB")
         await migrated.execute(f"GRANT SELECT ON schema_migrations TO {role}")
-        url = settings.database_url.replace("postgres@", f"{role}@", 1)
-        limited = attrs.evolve(settings, database_url=url)
-        conn = await connect(limited)
+        url = settings.database.url.replace("postgres@", f"{role}@", 1)
+        limited = evolve(settings, database_url=url)
+        conn = await connect(limited.database)
         try:
-            report = await admin.check(conn, Path(settings.migrations_dir), connect_unused)
+            report = await admin.check(conn, Path(settings.database.migrations_dir), connect_unused)
         finally:
             await conn.close()
         assert report.findings == []
@@ -281,7 +282,7 @@ class TestCommand:
     ) -> None:
         """`reco check-migrations` prints each finding and exits 1; `migrate` then fixes none."""
         env = {"PATH": "/usr/bin:/bin", "APP_ENV": "test",
-               "RECO_DATABASE_URL": settings.database_url, "RECO_MIGRATIONS_DIR": str(mdir)}  # fmt: skip
+               "RECO_DATABASE_URL": settings.database.url, "RECO_MIGRATIONS_DIR": str(mdir)}  # fmt: skip
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(

@@ -76,7 +76,7 @@ class Stack:
 async def stack(kafka_settings: Settings) -> AsyncIterator[Stack]:
     """The service (consumer and relay on) with the catalogue and the history stored."""
     settings = fast(kafka_settings, relay_poll_interval=0.05)
-    auth = {"Authorization": f"Bearer {settings.api_tokens[0]}"}
+    auth = {"Authorization": f"Bearer {settings.http.api_tokens[0]}"}
     async with (
         running_service(settings) as service,
         httpx.AsyncClient(base_url=service.base_url, timeout=10) as client,
@@ -85,10 +85,10 @@ async def stack(kafka_settings: Settings) -> AsyncIterator[Stack]:
             "/v1/items", json={"items": [item(i) for i in CATALOGUE]}, headers=auth
         )
         assert answer.status_code == 200, answer.text
-        store = Store(settings.database_url)
+        store = Store(settings.database.url)
         events = history()
-        async with producer(settings.kafka_bootstrap) as kafka:
-            await send(kafka, settings.watch_events_topic, events)
+        async with producer(settings.kafka.bootstrap) as kafka:
+            await send(kafka, settings.kafka.watch_events_topic, events)
         await wait_until(lambda: store.has(len(events)))
         yield Stack(service, client, store, settings)
 
@@ -104,8 +104,8 @@ class TestReadAfterWrite:
         """Kafka record -> consumer commit -> the next list excludes x and recommends y for x."""
         before = await stack.recommendations()  # warms every cache with the old state
         assert not influenced_by_x(before)
-        async with producer(stack.settings.kafka_bootstrap) as kafka:
-            await send(kafka, stack.settings.watch_events_topic,
+        async with producer(stack.settings.kafka.bootstrap) as kafka:
+            await send(kafka, stack.settings.kafka.watch_events_topic,
                        [watch("new-watch", USER, "x", 60)])  # fmt: skip
         await wait_until(lambda: stack.stored("new-watch"))
         await wait_for_influence(stack, deadline=VISIBLE_WITHIN)
@@ -113,7 +113,7 @@ class TestReadAfterWrite:
     async def test_an_event_posted_over_http_reaches_the_list(self, stack: Stack) -> None:
         """POST /v1/events -> outbox -> relay -> Kafka -> consumer -> recommendations."""
         assert not influenced_by_x(await stack.recommendations())
-        auth = {"Authorization": f"Bearer {stack.settings.api_tokens[0]}"}
+        auth = {"Authorization": f"Bearer {stack.settings.http.api_tokens[0]}"}
         body = {"events": [watch("posted-watch", USER, "x", 60)]}
         answer = await stack.client.post("/v1/events", json=body, headers=auth)
         assert answer.status_code == 202, answer.text

@@ -14,13 +14,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
-import attrs
 import pytest
 from reco_dev.devstack.broker import EmbeddedBroker
 from reco_dev.devstack.ports import free_port
 
 from reco.consumer.component import CHECK as CONSUMER_CHECK
-from reco.settings import Settings
+from reco.settings import Settings, evolve
 from tests.integration.consumer_harness import event
 from tests.integration.outbox_support import wait_for
 from tests.support.api import Api, put_items, running_api
@@ -32,7 +31,7 @@ BOUND = 30.0
 
 def with_broker(settings: Settings, bootstrap: str) -> Settings:
     # A request timeout under Tansu's ~3 s group join would never let the consumer rejoin.
-    return attrs.evolve(
+    return evolve(
         settings, kafka_bootstrap=bootstrap, consumer_enabled=True, relay_enabled=True,
         kafka_request_timeout=5.0, consumer_lag_interval=0.2, relay_leader_retry=0.1,
     )  # fmt: skip

@@ -174,7 +174,7 @@ class TestUnavailable:
         """A database outage answers 503 with Retry-After, not 500."""
         assert api.service.state.database is not None
         api.service.state.recommender = DownRecommender(
-            api.service.state.database, api.service.state.settings
+            api.service.state.database, api.service.state.settings.engine
         )
         response = await api.client.get("/v1/users/u/recommendations")
         assert_problem(response, 503)

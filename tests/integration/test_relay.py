@@ -11,12 +11,13 @@ import attrs
 import pytest
 from reco_dev.devstack.broker import EmbeddedBroker
 
+from reco.kafka import clients
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
-from reco.outbox.publish import make_producer
+from reco.outbox.publish import MAX_BATCH_BYTES
 from reco.outbox.relay import LOCK_KEY, OutboxRelay
-from reco.settings import Settings
+from reco.settings import Settings, evolve
 from tests.conftest import Topics
 from tests.integration.outbox_support import (
     assert_per_key_order,
@@ -49,7 +50,7 @@ class TestDelivery:
         cfg = relay_settings(settings, broker.bootstrap)
         batches = [rows_for(topics.impressions, KEYS, 40, prefix=f"b{i}") for i in range(3)]
         async with running_database(cfg) as db, anyio.create_task_group() as tg:
-            relay = await _start(tg, OutboxRelay(cfg, db, Readiness()))
+            relay = await _start(tg, OutboxRelay(cfg.relay, cfg.kafka, db, Readiness()))
             for rows in batches:
                 await enqueue(cfg, rows)
             await wait_for(lambda: _none_left(cfg))
@@ -75,7 +76,7 @@ class TestDelivery:
             await tx.start()
             await queries.enqueue(slow, [early])  # smaller id and txid, not committed
             await enqueue(cfg, [late])
-            relay = await _start(tg, OutboxRelay(cfg, db, Readiness()))
+            relay = await _start(tg, OutboxRelay(cfg.relay, cfg.kafka, db, Readiness()))
             await wait_for(lambda: _true(relay.statistics().claims >= 3))
             assert relay.statistics().batches == 0, (
                 "the later row must wait for the earlier transaction"
@@ -117,18 +118,23 @@ class TestRecovery:
     ) -> None:
         """Rows sent but not marked are sent again by the next relay: duplicates, no loss."""
         cfg = relay_settings(settings, broker.bootstrap)
-        cfg = attrs.evolve(cfg, relay_batch_max=100)
+        cfg = evolve(cfg, relay_batch_max=100)
         rows = rows_for(topics.impressions, KEYS, 80)
         async with running_database(cfg) as db:
             await enqueue(cfg, rows)
             with anyio.CancelScope() as killer:
-                producer = _DiesAfterSecondSend(make_producer(cfg), killer)
-                victim = OutboxRelay(cfg, db, Readiness(), producer=lambda: producer)
+                producer = _DiesAfterSecondSend(
+                    clients.relay_producer(cfg.kafka, cfg.relay, max_batch_size=MAX_BATCH_BYTES),
+                    killer,
+                )
+                victim = OutboxRelay(
+                    cfg.relay, cfg.kafka, db, Readiness(), producer=lambda: producer
+                )
                 async with anyio.create_task_group() as tg:
                     await start(tg, victim)
             assert await unpublished(cfg) == 300
             async with anyio.create_task_group() as tg:
-                relay = await _start(tg, OutboxRelay(cfg, db, Readiness()))
+                relay = await _start(tg, OutboxRelay(cfg.relay, cfg.kafka, db, Readiness()))
                 await wait_for(lambda: _none_left(cfg))
                 request_stop(relay)
         messages = await read_topic(broker.bootstrap, topics.impressions, 500)
@@ -143,9 +149,9 @@ class TestRecovery:
         """Two relays: one leads; killing its lock connection hands over to the other."""
         cfg = relay_settings(settings, broker.bootstrap)
         async with running_database(cfg) as db, anyio.create_task_group() as tg:
-            first = await _start(tg, OutboxRelay(cfg, db, Readiness()))
+            first = await _start(tg, OutboxRelay(cfg.relay, cfg.kafka, db, Readiness()))
             await wait_for(lambda: _true(first.leading))
-            second = await _start(tg, OutboxRelay(cfg, db, Readiness()))
+            second = await _start(tg, OutboxRelay(cfg.relay, cfg.kafka, db, Readiness()))
             await wait_for(lambda: _true(first.statistics().claims >= 5))
             assert first.leading
             assert not second.leading
@@ -172,12 +178,12 @@ class TestBrokerDown:
         """Broker down at start-up: readiness fails past the threshold; all published later."""
         down = EmbeddedBroker(tmp_path / "broker")
         cfg = relay_settings(settings, down.bootstrap)
-        cfg = attrs.evolve(cfg, outbox_max_age=0.3)
+        cfg = evolve(cfg, outbox_max_age=0.3)
         readiness = Readiness()
         rows = rows_for(topics.impressions, KEYS, 10)
         try:
             async with running_database(cfg) as db, anyio.create_task_group() as tg:
-                relay = await _start(tg, OutboxRelay(cfg, db, readiness))
+                relay = await _start(tg, OutboxRelay(cfg.relay, cfg.kafka, db, readiness))
                 await enqueue(cfg, rows)
                 await wait_for(lambda: _check_failing(readiness))
                 state = readiness.snapshot()["checks"]["outbox"]
@@ -199,9 +205,9 @@ class TestWakeUp:
     ) -> None:
         """With polling all but off, commits are still published, before and after the
         LISTEN connection is killed."""
-        cfg = attrs.evolve(relay_settings(settings, broker.bootstrap), relay_poll_interval=60.0)
+        cfg = evolve(relay_settings(settings, broker.bootstrap), relay_poll_interval=60.0)
         async with running_database(cfg) as db, anyio.create_task_group() as tg:
-            relay = await _start(tg, OutboxRelay(cfg, db, Readiness()))
+            relay = await _start(tg, OutboxRelay(cfg.relay, cfg.kafka, db, Readiness()))
             await wait_for(lambda: _listening(cfg))
             await enqueue(cfg, rows_for(topics.impressions, ["k"], 1, prefix="a"))
             await wait_for(lambda: _none_left(cfg), deadline=5)
@@ -219,14 +225,14 @@ class TestWakeUp:
 class TestHousekeeping:
     async def test_published_rows_are_pruned_after_retention(self, settings: Settings) -> None:
         """Rows published longer ago than the retention are deleted; the rest stay."""
-        cfg = attrs.evolve(settings, outbox_retention=3600.0)
+        cfg = evolve(settings, outbox_retention=3600.0)
         await enqueue(cfg, rows_for("t", KEYS, 2))
         async with dedicated(cfg) as conn:
             await conn.execute(
                 "UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id % 2 = 0"
             )
         async with running_database(cfg) as db:
-            deleted = await OutboxRelay(cfg, db, Readiness()).prune_once()
+            deleted = await OutboxRelay(cfg.relay, cfg.kafka, db, Readiness()).prune_once()
         assert deleted == 5
         async with dedicated(cfg) as conn:
             assert await conn.fetchval("SELECT count(*) FROM outbox") == 5
@@ -239,7 +245,7 @@ class TestCancellation:
         """Cancelling a leading relay ends it within a bound and frees leadership."""
         cfg = relay_settings(settings, broker.bootstrap)
         async with running_database(cfg) as db:
-            relay = OutboxRelay(cfg, db, Readiness())
+            relay = OutboxRelay(cfg.relay, cfg.kafka, db, Readiness())
             async with anyio.create_task_group() as tg:
                 await start(tg, relay)
                 await wait_for(lambda: _true(relay.leading))
@@ -288,7 +294,7 @@ class TestRefusedRows:
         ]
         before = metrics.outbox_rejected.values.get({"topic": topics.impressions}, 0)
         async with running_database(cfg) as db, anyio.create_task_group() as tg:
-            relay = await _start(tg, OutboxRelay(cfg, db, Readiness()))
+            relay = await _start(tg, OutboxRelay(cfg.relay, cfg.kafka, db, Readiness()))
             await enqueue(cfg, rows)
             await wait_for(lambda: _none_left(cfg))
             request_stop(relay)

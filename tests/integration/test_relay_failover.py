@@ -23,7 +23,7 @@ from reco.db.pool import connect
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.outbox.relay import OutboxRelay
-from reco.settings import Settings
+from reco.settings import Settings, evolve
 from tests.conftest import Topics
 from tests.integration.outbox_support import (
     enqueue,
@@ -76,21 +76,21 @@ class TestSilentNetworkDrop:
         topics: Topics,
     ) -> None:  # fmt: skip
         """Blackholed leader: it stops publishing, then the standby leads and publishes."""
-        direct = attrs.evolve(relay_settings(settings, broker.bootstrap),
+        direct = evolve(relay_settings(settings, broker.bootstrap),
                               relay_failover_timeout=FAILOVER)  # fmt: skip
         async with TcpProxy("127.0.0.1", postgres.port) as proxy:
-            proxied = attrs.evolve(
-                direct, database_url=direct.database_url.replace(
+            proxied = evolve(
+                direct, database_url=direct.database.url.replace(
                     f":{postgres.port}/", f":{proxy.port}/"),
             )  # fmt: skip
             async with (
                 running_database(proxied) as far, running_database(direct) as near,
                 anyio.create_task_group() as tg,
             ):  # fmt: skip
-                old = OutboxRelay(proxied, far, Readiness())
+                old = OutboxRelay(proxied.relay, proxied.kafka, far, Readiness())
                 await start(tg, old)
                 await wait_for(lambda: _true(old.leading))
-                new = OutboxRelay(direct, near, Readiness())
+                new = OutboxRelay(direct.relay, direct.kafka, near, Readiness())
                 await start(tg, new)
                 before = rows_for(topics.impressions, ["u1", "u2"], 5, prefix="before")
                 await enqueue(direct, before)
@@ -115,7 +115,7 @@ class TestSilentNetworkDrop:
                 print(f"old leader stepped down after {stepped_down:.2f} s; "
                       f"standby led after {took_over:.2f} s (bound {FAILOVER:g} s + retry)")  # fmt: skip
                 assert transitions.old_stepped_down < transitions.new_led  # never two leaders
-                assert took_over <= FAILOVER + direct.relay_leader_retry + MARGIN
+                assert took_over <= FAILOVER + direct.relay.leader_retry + MARGIN
                 assert not old.leading
                 assert (
                     old.statistics().batches == old_batches
@@ -145,7 +145,7 @@ class TestKeepalives:
     async def test_the_lock_connection_ends_when_silent(self, settings: Settings) -> None:
         """The relay's lock session carries idle_session_timeout = relay_failover_timeout."""
         conn = await connect(
-            settings, "reco-test", extra_settings={"idle_session_timeout": "15000"}
+            settings.database, "reco-test", extra_settings={"idle_session_timeout": "15000"}
         )
         try:
             assert await conn.fetchval("SHOW idle_session_timeout") == "15s"

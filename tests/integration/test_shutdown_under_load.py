@@ -34,6 +34,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(24
 
 SHUTDOWN_TIMEOUT = 8.0
 LOAD_BEFORE_SIGTERM = 3.0
+READERS = 4
+POST_BATCH = 5
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
@@ -79,7 +81,7 @@ class Load:
             for n in itertools.count():
                 if not self.running:
                     return
-                events = [watch(n * 5 + i, "h") for i in range(5)]
+                events = [watch(n * POST_BATCH + i, "h") for i in range(POST_BATCH)]
                 try:
                     response = await client.post("/v1/events", json={"events": events})
                 except httpx.HTTPError:
@@ -109,13 +111,13 @@ async def test_sigterm_under_load_exits_0_in_time_and_loses_nothing(
     settings = child_settings(postgres, broker)
     env = child_env(settings, {"RECO_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT)})
     await create_topics(settings)
-    async with producer(settings.kafka_bootstrap) as kafka:
+    async with producer(settings.kafka.bootstrap) as kafka:
         async with spawn(["-m", "reco", "serve"], env) as child:
-            load = Load(await started(child), kafka, settings.watch_events_topic)
+            load = Load(await started(child), kafka, settings.kafka.watch_events_topic)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(child.wait_exit)  # keeps reading its output
                 tg.start_soon(load.produce)
-                for _ in range(4):
+                for _ in range(READERS):
                     tg.start_soon(load.read)
                 tg.start_soon(load.post)
                 await anyio.sleep(LOAD_BEFORE_SIGTERM)
@@ -139,10 +141,15 @@ async def test_sigterm_under_load_exits_0_in_time_and_loses_nothing(
         assert all(line["budget"] > 0 for line in stopping)
 
         # Nothing accepted is lost: impressions and HTTP events are in PostgreSQL already.
-        url = settings.database_url
-        assert await fetchval(url, "SELECT count(*) FROM impressions") == load.served
+        url = settings.database.url
+        # A request in flight when the listener closed may have been served with its answer
+        # lost on the way (the client would retry; both paths are idempotent): at most one
+        # per client more than were answered, never fewer.
+        impressions = await fetchval(url, "SELECT count(*) FROM impressions")
+        assert load.served <= impressions <= load.served + READERS
         ids = await fetchval(url, "SELECT array_agg(event_id) FROM outbox WHERE event_id LIKE 'h%'")
-        assert sorted(load.accepted) == sorted(ids or [])
+        assert set(load.accepted) <= set(ids or [])
+        assert len(ids or []) <= len(load.accepted) + POST_BATCH
 
         # A restarted service stores every Kafka event (uncommitted ones are redelivered)
         # and publishes every outbox row.

@@ -34,7 +34,7 @@ async def running_api(settings: Settings) -> AsyncIterator[Api]:
         running_service(settings) as svc,
         httpx.AsyncClient(base_url=svc.base_url, timeout=10) as client,
     ):
-        yield Api(svc, client, settings.api_tokens[0])
+        yield Api(svc, client, settings.http.api_tokens[0])
 
 
 def item(

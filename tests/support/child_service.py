@@ -37,7 +37,7 @@ class ChildService:
 
 def child_settings(postgres: EmbeddedPostgres, broker: EmbeddedBroker) -> Settings:
     suffix = unique_suffix()
-    return Settings(
+    return Settings.from_flat(
         database_url=postgres.url(fresh_database(postgres)), kafka_bootstrap=broker.bootstrap,
         watch_events_topic=f"t.watch-events.{suffix}",
         dead_letter_topic=f"t.watch-events.dlq.{suffix}",
@@ -47,13 +47,13 @@ def child_settings(postgres: EmbeddedPostgres, broker: EmbeddedBroker) -> Settin
 
 def child_env(settings: Settings, extra: Mapping[str, str]) -> dict[str, str]:
     return {
-        "APP_ENV": "test", "RECO_DATABASE_URL": settings.database_url,
+        "APP_ENV": "test", "RECO_DATABASE_URL": settings.database.url,
         "RECO_HTTP_BIND": "127.0.0.1:0", "RECO_API_TOKENS": TOKEN,
-        "RECO_MIGRATE_ON_START": "false", "RECO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "RECO_WATCH_EVENTS_TOPIC": settings.watch_events_topic,
-        "RECO_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-        "RECO_IMPRESSIONS_TOPIC": settings.impressions_topic,
-        "RECO_CONSUMER_GROUP": settings.consumer_group,
+        "RECO_MIGRATE_ON_START": "false", "RECO_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "RECO_WATCH_EVENTS_TOPIC": settings.kafka.watch_events_topic,
+        "RECO_DEAD_LETTER_TOPIC": settings.kafka.dead_letter_topic,
+        "RECO_IMPRESSIONS_TOPIC": settings.kafka.impressions_topic,
+        "RECO_CONSUMER_GROUP": settings.consumer.group,
         "RECO_KAFKA_RETRY_INITIAL": "0.05", "RECO_KAFKA_RETRY_MAX": "0.5",
         "RECO_RELAY_POLL_INTERVAL": "0.1", "RECO_CONSUMER_LAG_INTERVAL": "0.2",
         "RECO_OUTBOX_CHECK_INTERVAL": "0.2", "RECO_SHUTDOWN_TIMEOUT": "10", **extra,

@@ -16,12 +16,12 @@ def make_template(postgres: EmbeddedPostgres, migrations_dir: Path) -> None:
 
     from reco.db import migrations
     from reco.db.pool import connect
-    from reco.settings import Settings
+    from reco.settings import DatabaseSettings
 
     postgres.psql(f"CREATE DATABASE {TEMPLATE}")
 
     async def _migrate() -> None:
-        conn = await connect(Settings(database_url=postgres.url(TEMPLATE)))
+        conn = await connect(DatabaseSettings(url=postgres.url(TEMPLATE)))
         try:
             await migrations.migrate(conn, migrations_dir)
         finally:

@@ -13,7 +13,8 @@ from reco.consumer.batch import Rejected
 from reco.consumer.dead_letter import dead_letter_headers, send_all
 from reco.consumer.decode import InvalidRecord, Reason
 from reco.observability import metrics
-from reco.settings import Settings
+
+TOPIC, GROUP = "reco.watch-events.dlq", "reco"
 
 
 @attrs.frozen
@@ -69,13 +70,12 @@ class TestSendAll:
 
     async def test_refused_value_is_dropped_then_the_record(self) -> None:
         """Refused with its value: sent without it; refused again: dropped and counted."""
-        settings = Settings()
         small = Rejected(FakeRecord(value=b"x" * 10), InvalidRecord(Reason.NOT_JSON, "x"))
         large = Rejected(FakeRecord(value=b"x" * 500), InvalidRecord(Reason.NOT_JSON, "x"))
         producer = FakeProducer(limit=400)
-        await send_all(producer, settings, [small, large])
+        await send_all(producer, [small, large], topic=TOPIC, group=GROUP)
         assert [value for value, _ in producer.sent] == [b"x" * 10, None]
         assert ("reco.dlq.value_dropped_bytes", b"500") in producer.sent[1][1]
         before = metrics.consumer_dead_letter_dropped.values.get({}, 0)
-        await send_all(FakeProducer(limit=10), settings, [large])
+        await send_all(FakeProducer(limit=10), [large], topic=TOPIC, group=GROUP)
         assert metrics.consumer_dead_letter_dropped.values.get({}, 0) == before + 1

@@ -23,9 +23,14 @@ class Offset:
 
 
 def make(drain: float) -> WatchEventConsumer:
-    settings = Settings(consumer_drain_timeout=drain)
+    settings = Settings.from_flat(consumer_drain_timeout=drain)
     readiness = Readiness()
-    return WatchEventConsumer(settings, readiness, Database(settings, readiness))
+    return WatchEventConsumer(
+        settings.consumer,
+        settings.kafka,
+        readiness,
+        Database(settings.database, readiness, migrate=settings.should_migrate_on_start),
+    )
 
 
 class TestOnRevoked:

@@ -118,8 +118,8 @@ class TestComposeSettings:
         )
         assert settings.app_env is AppEnv.PRODUCTION
         password = (tmp_path / "postgres_password").read_text().strip()
-        assert f":{password}@postgres:5432/" in settings.database_url
-        assert len(settings.api_tokens) == 2
+        assert f":{password}@postgres:5432/" in settings.database.url
+        assert len(settings.http.api_tokens) == 2
 
     def test_existing_secrets_are_kept_without_force(self, tmp_path: Path) -> None:
         """A second run does not change a running stack's password."""

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
 from reco.errors import ConfigError
-from reco.settings import Settings, env_name, load_settings
+from reco.settings import KNOBS, load_settings
 from tests.support.deploy import KUBERNETES, by_kind, load_all_yaml, load_yaml, metric_names
 
 MANIFESTS = sorted(KUBERNETES.glob("*.yaml"))
@@ -143,7 +142,7 @@ class TestDeploymentLifecycle:
 class TestConfiguration:
     def test_config_map_names_only_known_settings(self) -> None:
         """Every key is a reco setting (reco refuses unknown RECO_* variables)."""
-        known = {env_name(field.name) for field in attrs.fields(Settings)}
+        known = {knob.env for knob in KNOBS}
         assert set(_config()) <= known
 
     def test_config_map_is_production_without_migrate_on_start(self) -> None:

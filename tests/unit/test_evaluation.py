@@ -102,7 +102,7 @@ class TestProgress:
 class TestServiceEnvironment:
     def test_every_setting_survives_the_trip_through_reco_variables(self) -> None:
         """The child process loads exactly the settings the evaluation chose."""
-        chosen = Settings(
+        chosen = Settings.from_flat(
             app_env=AppEnv.TEST, api_tokens=("a" * 32, "b" * 32), consumer_enabled=True,
             migrate_on_start=True, shutdown_timeout=2.5, background_mode=BackgroundMode.DROP,
             database_url="postgresql://u@127.0.0.1:5/db",

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import anyio
-import attrs
 import pytest
 from quart import Blueprint, Quart
 
@@ -35,8 +34,8 @@ def impression(user_id: str | None = "u1") -> Impression:
 @contextmanager
 def buffer(mode: BackgroundMode, capacity: int = 2) -> Iterator[ImpressionBuffer]:
     buf = ImpressionBuffer(
-        attrs.evolve(Settings(), max_background_tasks=capacity, background_mode=mode,
-                     background_put_timeout=0.05)
+        Settings.from_flat(max_background_tasks=capacity, background_mode=mode,
+                           background_put_timeout=0.05).impressions
     )  # fmt: skip
     try:
         yield buf

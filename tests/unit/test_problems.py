@@ -23,7 +23,7 @@ LIMIT = 1024
 
 @pytest.fixture
 def app() -> Quart:
-    app = create_app(AppState(Settings(max_body_bytes=LIMIT), Readiness()))
+    app = create_app(AppState(Settings.from_flat(max_body_bytes=LIMIT), Readiness()))
 
     @app.get("/boom")
     async def boom() -> str:

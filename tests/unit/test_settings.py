@@ -28,9 +28,9 @@ class TestLoad:
         settings = load_settings({})
         assert settings == Settings()
         assert settings.app_env is AppEnv.DEVELOPMENT
-        assert settings.http_bind == "127.0.0.1:8080"
-        assert settings.max_background_tasks == 8192
-        assert settings.background_mode is BackgroundMode.SYNC
+        assert settings.http.bind == "127.0.0.1:8080"
+        assert settings.impressions.buffer_size == 8192
+        assert settings.impressions.mode is BackgroundMode.SYNC
         assert settings.shutdown_timeout == 20.0
 
     def test_values_are_converted(self) -> None:
@@ -42,16 +42,16 @@ class TestLoad:
         })  # fmt: skip
         assert settings.app_env is AppEnv.TEST
         assert settings.shutdown_timeout == 2.5
-        assert settings.db_pool_max_size == 3
-        assert settings.consumer_enabled is False
-        assert settings.background_mode is BackgroundMode.DROP
-        assert settings.api_tokens == ("a", "b")
+        assert settings.database.pool_max_size == 3
+        assert settings.consumer.enabled is False
+        assert settings.impressions.mode is BackgroundMode.DROP
+        assert settings.http.api_tokens == ("a", "b")
         assert settings.should_migrate_on_start
 
     def test_migrate_on_start_defaults_by_environment(self) -> None:
         """Migrate-on-start is on in development and test, off in production."""
         assert load_settings({}).should_migrate_on_start
-        assert not Settings(app_env=AppEnv.PRODUCTION).should_migrate_on_start
+        assert not Settings.from_flat(app_env=AppEnv.PRODUCTION).should_migrate_on_start
 
 
 class TestProblems:
@@ -90,7 +90,7 @@ class TestProblems:
         """A failover shorter than ping + ping timeout + stop timeout could mean two leaders."""
         problems = problems_of({"RECO_RELAY_FAILOVER_TIMEOUT": "6", "RECO_RELAY_STOP_TIMEOUT": "5"})
         assert problems[0].startswith("RECO_RELAY_FAILOVER_TIMEOUT: must exceed")
-        assert load_settings({"RECO_RELAY_FAILOVER_TIMEOUT": "7.5"}).relay_failover_timeout == 7.5
+        assert load_settings({"RECO_RELAY_FAILOVER_TIMEOUT": "7.5"}).relay.failover_timeout == 7.5
 
     def test_unknown_reco_variable_is_a_typo(self) -> None:
         """An unknown RECO_ variable (or _FILE of a non-secret) is reported, not ignored."""
@@ -161,7 +161,7 @@ class TestProduction:
         settings = load_settings(
             {"RECO_API_TOKENS": "dev", "RECO_DATABASE_URL": "postgresql://x@y/z"}
         )
-        assert settings.api_tokens == ("dev",)
+        assert settings.http.api_tokens == ("dev",)
 
 
 class TestRedaction:
@@ -188,7 +188,7 @@ class TestRedaction:
 
     def test_repr_of_settings_shows_no_secret(self) -> None:
         """A logged or printed Settings object carries neither the password nor a token."""
-        settings = Settings(database_url=STRONG_URL, api_tokens=(STRONG_TOKEN,))
+        settings = Settings.from_flat(database_url=STRONG_URL, api_tokens=(STRONG_TOKEN,))
         text = repr(settings)
         assert "Vx8s2LqP9zR4tYw1" not in text
         assert STRONG_TOKEN not in text
@@ -206,8 +206,8 @@ class TestSecretFiles:
             "APP_ENV": "production", "RECO_API_TOKENS_FILE": str(secret),
             "RECO_DATABASE_URL_FILE": str(url_file),
         })  # fmt: skip
-        assert settings.api_tokens == (STRONG_TOKEN,)
-        assert settings.database_url == STRONG_URL
+        assert settings.http.api_tokens == (STRONG_TOKEN,)
+        assert settings.database.url == STRONG_URL
 
     def test_unreadable_file_is_a_problem(self, tmp_path: Path) -> None:
         """A missing secret file is named with the path."""

@@ -192,11 +192,11 @@ def most_watched_by(data: DemoData, user: str) -> str:
 
 
 async def seed_database(settings: Settings, data: DemoData) -> bool:
-    """Migrate ``settings.database_url`` and seed it with ``data`` when empty (``reco dev``)."""
-    conn = await connect(settings, "reco-demo")
+    """Migrate ``settings.database.url`` and seed it with ``data`` when empty (``reco dev``)."""
+    conn = await connect(settings.database, "reco-demo")
     try:
-        await migrations.migrate(conn, admin.directory(settings))
+        await migrations.migrate(conn, admin.directory(settings.database))
         with anyio.fail_after(settings.startup_timeout):
-            return await seed_if_empty(conn, data, fold_timeout=settings.cooccurrence_fold_timeout)
+            return await seed_if_empty(conn, data, fold_timeout=settings.folder.timeout)
     finally:
         await conn.close()

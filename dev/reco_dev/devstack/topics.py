@@ -7,8 +7,9 @@ A topic that already exists (a second run on the same broker) is fine.
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
+from reco.kafka import clients
 from reco.observability.logs import get_logger
 from reco.settings import Settings
 
@@ -19,7 +20,11 @@ PARTITIONS = 4
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    names = (settings.watch_events_topic, settings.dead_letter_topic, settings.impressions_topic)
+    names = (
+        settings.kafka.watch_events_topic,
+        settings.kafka.dead_letter_topic,
+        settings.kafka.impressions_topic,
+    )
     return [NewTopic(name, num_partitions=PARTITIONS, replication_factor=1) for name in names]
 
 
@@ -33,10 +38,7 @@ def failures(topic_errors: list[tuple[object, ...]]) -> list[str]:
 
 
 async def create_topics(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        request_timeout_ms=int(settings.kafka_request_timeout * 1000),
-    )
+    admin = clients.admin(settings.kafka)
     await admin.start()
     try:
         response = await admin.create_topics(topic_specs(settings))

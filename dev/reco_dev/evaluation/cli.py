@@ -25,10 +25,10 @@ from pathlib import Path
 import anyio
 import attrs
 import stamina
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from reco.settings import Settings
+from reco.kafka import clients
+from reco.settings import Settings, evolve
 from reco_dev.devstack.ports import free_port
 from reco_dev.evaluation import baselines, data, metrics, replay
 from reco_dev.evaluation.client import Client, HttpError
@@ -58,7 +58,7 @@ class Target:
     base_url: str
     token: str | None
     settings: Settings
-    produce: bool  # to settings.kafka_bootstrap; False: POST /v1/events
+    produce: bool  # to settings.kafka.bootstrap; False: POST /v1/events
 
     @property
     def via(self) -> str:
@@ -70,7 +70,7 @@ def run(settings: Settings, path: Path, url: str | None, *, embedded: bool = Tru
     """Evaluate; print the table to stdout (progress to stderr); return the exit status.
 
     ``embedded=False`` (tests) runs the service process against
-    ``settings.database_url`` and ``settings.kafka_bootstrap`` instead of
+    ``settings.database.url`` and ``settings.kafka.bootstrap`` instead of
     starting the embedded stack.
     """
     environ = os.environ if environ is None else environ
@@ -79,7 +79,7 @@ def run(settings: Settings, path: Path, url: str | None, *, embedded: bool = Tru
     except (OSError, ValueError) as exc:
         print(f"reco evaluate: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if url is not None and not settings.api_tokens:
+    if url is not None and not settings.http.api_tokens:
         print("reco evaluate: --url needs RECO_API_TOKENS (to load the catalogue)",
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
@@ -88,7 +88,7 @@ def run(settings: Settings, path: Path, url: str | None, *, embedded: bool = Tru
     found = baselines.run_all(dataset.split.train, sorted(dataset.split.train))
     try:
         if url is not None:
-            target = Target(url, settings.api_tokens[0], settings,
+            target = Target(url, settings.http.api_tokens[0], settings,
                             produce="RECO_KAFKA_BOOTSTRAP" in environ)  # fmt: skip
             lists = anyio.run(_feed_and_ask, target, dataset, users, backend="asyncio")
             via = target.via
@@ -132,7 +132,7 @@ def _own_service(settings: Settings, dataset: Dataset, users: list[str],
     for attempt in stamina.retry_context(on=subprocess.CalledProcessError, attempts=3):
         with attempt, embedded_stack(durable=False) as (postgres, broker):
             assert broker is not None
-            settings = attrs.evolve(settings, database_url=postgres.url(DEV_DATABASE),
+            settings = evolve(settings, database_url=postgres.url(DEV_DATABASE),
                                     kafka_bootstrap=broker.bootstrap)  # fmt: skip
             return _with_process(settings, dataset, users)
     raise AssertionError("unreachable: stamina re-raises the last failure")
@@ -142,17 +142,17 @@ def _with_process(settings: Settings, dataset: Dataset,
                   users: list[str]) -> tuple[dict[str, list[str]], str]:  # fmt: skip
     from reco_dev.devstack.topics import create_topics
 
-    settings = attrs.evolve(
+    settings = evolve(
         settings, http_bind=f"127.0.0.1:{free_port()}", migrate_on_start=True,
         consumer_enabled=True, relay_enabled=True,
-        api_tokens=settings.api_tokens or (secrets.token_urlsafe(32),),
+        api_tokens=settings.http.api_tokens or (secrets.token_urlsafe(32),),
     )  # fmt: skip
     anyio.run(create_topics, settings, backend="asyncio")
     with (
         tempfile.TemporaryDirectory(prefix="reco-evaluate-") as tmp,
         service_process(settings, Path(tmp) / "service.log") as base_url,
     ):
-        target = Target(base_url, settings.api_tokens[0], settings, produce=True)
+        target = Target(base_url, settings.http.api_tokens[0], settings, produce=True)
         lists = anyio.run(_feed_and_ask, target, dataset, users, backend="asyncio")
     return lists, target.via
 
@@ -171,7 +171,7 @@ async def _feed_and_ask(target: Target, dataset: Dataset,
             expected = await replay.post_events(client, ratings)
         with anyio.fail_after(CONSUME_FLOOR + expected / CONSUME_RATE):
             await replay.wait_consumed(client, before, expected)
-            await replay.wait_folded(client, target.settings.recs_cache_ttl)
+            await replay.wait_folded(client, target.settings.engine.cache_ttl)
     finally:
         client.close()
     return await replay.ask_all(target.base_url, users, K)
@@ -179,13 +179,10 @@ async def _feed_and_ask(target: Target, dataset: Dataset,
 
 async def _produce(settings: Settings, ratings: list[data.Rating]) -> int:
     """Produce to the watch-events topic (acks from all replicas; Tansu has no idempotence)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False,
-        linger_ms=5, request_timeout_ms=int(settings.kafka_request_timeout * 1000),
-    )  # fmt: skip
+    producer = clients.producer(settings.kafka, linger=0.005)
     try:
         await producer.start()
-        return await replay.produce(producer, settings.watch_events_topic, ratings)
+        return await replay.produce(producer, settings.kafka.watch_events_topic, ratings)
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(settings.shutdown_timeout):
             await producer.stop()

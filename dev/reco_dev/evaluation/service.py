@@ -18,9 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import attrs
-
-from reco.settings import Settings, env_name
+from reco.settings import KNOBS, Settings
 from reco_dev.evaluation.client import Client
 
 READY_POLL = 0.05
@@ -33,8 +31,8 @@ class ServiceFailed(RuntimeError):
 def environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
     """``base`` without its ``RECO_*`` variables, plus every setting as its variable."""
     env = {k: v for k, v in base.items() if not k.startswith("RECO_") and k != "APP_ENV"}
-    for field in attrs.fields(Settings):
-        value = getattr(settings, field.name)
+    for knob in KNOBS:
+        value = knob.value(settings)
         if value is None:
             continue
         if isinstance(value, tuple):
@@ -45,7 +43,7 @@ def environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
             text = str(value.value)
         else:
             text = str(value)
-        env[env_name(field.name)] = text
+        env[knob.env] = text
     return env
 
 
@@ -93,7 +91,7 @@ def _stop(process: subprocess.Popen[bytes], grace: float) -> None:
 def service_process(settings: Settings, log_file: Path) -> Iterator[str]:
     """Start ``reco serve`` with ``settings``; yield its base URL once ready; stop it on exit."""
     env = environment(settings, os.environ)
-    host, port = settings.http_host_port
+    host, port = settings.http.host_port
     with log_file.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "reco", "serve"], env=env, stdin=subprocess.DEVNULL,
