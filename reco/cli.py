@@ -1,4 +1,4 @@
-"""The ``reco`` command: serve, dev, migrate, check-migrations, check-aggregates, evaluate."""
+"""The ``reco`` command: serve, dev, migrate, check-migrations, check-aggregates, evaluate, train."""
 
 from __future__ import annotations
 
@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="offline quality evaluation on a ratings file")
     evaluate.add_argument("path", type=Path)
     evaluate.add_argument("--url", default=None, help="use a running service instead of dev")
+    evaluate.add_argument("--protocol", action="append", default=None,
+                          help="per-user, time-80, time-90 or last-one (repeatable; "
+                               "default: all, or per-user with --url)")  # fmt: skip
+    sub.add_parser(
+        "train", help="fit item neighbours from the watch history; store a model version"
+    )
     return parser
 
 
@@ -64,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reco: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     # evaluate prints its report on stdout: its logs go to stderr.
-    stream = sys.stderr if args.command == "evaluate" else sys.stdout
+    stream = sys.stderr if args.command in ("evaluate", "train") else sys.stdout
     production = settings.app_env is AppEnv.PRODUCTION
     console = wants_console(settings.log_format, production, stream)
     configure_logging(settings.log_level, stream, console=console)
@@ -102,7 +108,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return anyio.run(audit.check_command, settings)
     if args.command == "evaluate":
-        return _evaluate(settings, args.path, args.url)
+        return _evaluate(settings, args.path, args.url, args.protocol)
+    if args.command == "train":
+        from reco.training import job
+
+        return anyio.run(job.train_command, settings, backend="asyncio")
     raise AssertionError(args.command)
 
 
@@ -195,12 +205,13 @@ def _welcome(settings: Settings, token: str | None, demo: bool) -> Welcome:
     return Welcome(banner(base_url, token, examples, summary))
 
 
-def _evaluate(settings: Settings, path: Path, url: str | None) -> int:
+def _evaluate(settings: Settings, path: Path, url: str | None,
+              protocols: list[str] | None) -> int:  # fmt: skip
     """Offline evaluation lives in reco.evaluation (an optional part, loaded on demand)."""
     try:
         evaluation = importlib.import_module("reco.evaluation.cli")
     except ModuleNotFoundError as exc:
         print(f"reco: evaluation is not available in this build ({exc})", file=sys.stderr)
         return EXIT_FAILED
-    status: int = evaluation.run(settings, path, url)
+    status: int = evaluation.run(settings, path, url, protocols=protocols)
     return status

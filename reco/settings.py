@@ -186,6 +186,22 @@ class Settings:
     # --- recommendations ----------------------------------------------------
     recs_cache_ttl: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
     recs_list_cache_size: int = attrs.field(default=20_000, validator=attrs.validators.ge(0))
+    # the trained model's share of a list's personal score (the live co-occurrence has
+    # the rest); 0 serves the live signals only, whatever model version is active
+    recs_trained_weight: float = attrs.field(
+        default=0.5, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
+    )
+
+    # --- training (`reco train`, a separate process) -------------------------
+    train_lambda: float = attrs.field(default=500.0, validator=_positive)  # EASE's L2 penalty
+    train_neighbours: int = attrs.field(default=100, validator=_positive)  # stored per item
+    # above this many items, item-kNN on sparse co-counts instead of the exact EASE
+    train_exact_max_items: int = attrs.field(default=20_000, validator=_positive)
+    train_keep_versions: int = attrs.field(default=3, validator=_positive)
+    # the whole-history read and the neighbour write of one run
+    train_statement_timeout: float = attrs.field(default=600.0, validator=_positive)
+    # fit once more on the history before a time cut to store the model's own figures
+    train_evaluate: bool = True
 
     @property
     def should_migrate_on_start(self) -> bool:
