@@ -211,7 +211,7 @@ async def _feed_and_ask(target: Target, dataset: Dataset,
             await replay.wait_folded(client, target.settings.recs_cache_ttl)
         if target.train:
             await _train(target.settings)
-            await anyio.sleep(target.settings.recs_cache_ttl)  # the model cache's next sync
+            await _wait_model(client, target.settings, dataset)
     finally:
         client.close()
     return await replay.ask_all(target.base_url, users, K)
@@ -241,6 +241,17 @@ async def _train(settings: Settings) -> None:
     if done.returncode != 0:
         raise subprocess.CalledProcessError(done.returncode, "reco train", done.stdout)
     sys.stderr.write(done.stdout.decode(errors="replace"))
+
+
+async def _wait_model(client: Client, settings: Settings, dataset: Dataset) -> None:
+    """Until the service serves the new version (checked on the heaviest training user)."""
+    if settings.recs_trained_weight <= 0:
+        await anyio.sleep(settings.recs_cache_ttl)  # the model is off: nothing to wait for
+        return
+    user = max(dataset.split.train, key=lambda u: (len(dataset.split.train[u]), u))
+    if not await replay.wait_model(client, user, settings.recs_cache_ttl):
+        print("reco evaluate: the service did not name a model version in time; asking anyway",
+              file=sys.stderr)  # fmt: skip
 
 
 def _table(dataset: Dataset, lists: dict[str, replay.Answer], via: str,

@@ -188,3 +188,17 @@ async def ask_all(base_url: str, users: Sequence[str], limit: int) -> dict[str, 
             tg.start_soon(worker)
     progress.close()
     return lists
+
+
+async def wait_model(client: Client, user: str, cache_ttl: float) -> bool:
+    """Wait until ``user``'s list names a trained model version (``...@v<n>``): the
+    service's model cache has seen the new version; False if not within a bound."""
+    with anyio.move_on_after(10 * cache_ttl + 10):
+        while True:
+            answer = await anyio.to_thread.run_sync(
+                client.json, "GET", recommendations_path(user, 1)
+            )
+            if "@v" in str(answer["algorithm"]):
+                return True
+            await anyio.sleep(POLL / 4)
+    return False

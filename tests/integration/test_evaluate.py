@@ -46,7 +46,8 @@ class TestEvaluate:
     def test_replays_through_kafka_into_a_service_process(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], kafka_settings: Settings
     ) -> None:
-        """Exit 0; events produced to Kafka, stored by the consumer, lists over HTTP; baselines."""
+        """Exit 0; events produced to Kafka, stored by the consumer, `reco train`, lists over
+        HTTP naming the model version; baselines."""
         status = cli.run(kafka_settings, generate(tmp_path), None, embedded=False)
         out, err = capsys.readouterr()
         assert status == 0, err
@@ -54,7 +55,10 @@ class TestEvaluate:
         assert row[:4] == ["reco", "service", "(events", "via"]
         assert float(row[-6]) > 0.5  # sequences are easy: the next items follow the last ones
         assert "\nmost popular " in out
+        assert "\nEASE (lambda=500) " in out
         assert "\nimplicit ALS" in out
+        assert "algorithms served: cooccurrence+ease@v1\n" in out  # reco train ran, and served
+        assert "reco train: version 1 (ease, 30 items)" in err
         for phase in ("catalogue: 30/30", "produce: 320/320", "consumer stored: 320/320",
                       "recommend via HTTP"):  # fmt: skip
             assert phase in err
