@@ -48,13 +48,18 @@ class Result:
 
 async def train_command(settings: Settings) -> int:
     """The CLI entry point: exit 0 when a version was stored (or another run holds the lock)."""
-    conn = await connect(settings, "reco-train")
+    try:
+        conn = await connect(settings, "reco-train")
+    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+        log.exception("training failed: cannot connect")
+        print(f"reco train: cannot connect to PostgreSQL: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         if not await queries.try_lock(conn):
             log.info("another reco train holds the training lock; nothing to do")
             return 0
         result = await train(conn, settings)
-    except (asyncpg.PostgresError, OSError) as exc:
+    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
         log.exception("training failed")
         print(f"reco train: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -148,6 +148,15 @@ class TestTrain:
         assert await job.train_command(train_settings) == 0
         assert len(await versions(conn)) == 1
 
+    async def test_an_unreachable_database_exits_1(
+        self, train_settings: Settings, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """No traceback, a one-line reason, exit 1 (the CronJob's next run retries)."""
+        down = attrs.evolve(train_settings, database_url="postgresql://nobody@127.0.0.1:9/none",
+                            db_connect_timeout=2.0)  # fmt: skip
+        assert await job.train_command(down) == job.EXIT_FAILED
+        assert "reco train: cannot connect to PostgreSQL" in capsys.readouterr().err
+
     async def test_an_empty_history_stores_nothing(self, train_settings: Settings,
                                                    conn: asyncpg.Connection) -> None:  # fmt: skip
         await conn.execute("TRUNCATE user_history")
