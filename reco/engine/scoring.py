@@ -156,11 +156,27 @@ def best_seed(item_id: str, seeds: Sequence[str], lists: Sequence[Neighbours],
 
 def mix(live: dict[str, float], model: Mapping[str, float], share: float,
         allowed_ids: set[str]) -> dict[str, float]:  # fmt: skip
-    """``(1 - share) * live / max + share * model / max`` over ``allowed_ids``."""
-    top_live = max((live.get(c, 0.0) for c in allowed_ids), default=0.0) or 1.0
-    top_model = max((model.get(c, 0.0) for c in allowed_ids), default=0.0) or 1.0
+    """``(1 - share) * live / max + share * model / max`` over ``allowed_ids``.
+
+    On the hot path (about a thousand candidates with a model): one pass to
+    read both parts, one to mix; model weights are positive (reco/training/).
+    """
+    live_get, model_get = live.get, model.get
+    parts = [(c, live_get(c, 0.0), model_get(c, 0.0)) for c in allowed_ids]
+    top_live = max([p[1] for p in parts], default=0.0) or 1.0
+    top_model = max([p[2] for p in parts], default=0.0) or 1.0
     a, b = (1.0 - share) / top_live, share / top_model
-    return {c: a * live.get(c, 0.0) + b * max(model.get(c, 0.0), 0.0) for c in allowed_ids}
+    return {c: a * x + b * y for c, x, y in parts}
+
+
+def summed(lists: Sequence[Neighbours]) -> dict[str, float]:
+    """Candidate -> the sum of its weights over ``lists`` (the model part: uniform)."""
+    totals: dict[str, float] = {}
+    get = totals.get
+    for weights in lists:
+        for item_id, weight in weights.items():
+            totals[item_id] = get(item_id, 0.0) + weight
+    return totals
 
 
 def recommend(
@@ -191,7 +207,7 @@ def recommend(
     recent = list(history[:TRAINED_SEEDS])
     model_lists = [trained.get(item, _NONE) for item in recent]
     if trained_weight > 0 and any(model_lists):
-        model = personal_scores(recent, model_lists, recency=1.0)
+        model = summed(model_lists)
         allowed_ids = candidates(totals.keys() | model.keys(), items, request, seen)
         totals = mix(totals, model, trained_weight, allowed_ids)
     else:
