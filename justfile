@@ -58,13 +58,16 @@ chaos-smoke *ARGS:
 fuzz EXAMPLES="3000" *ARGS:
     API_FUZZ_EXAMPLES={{EXAMPLES}} pytest tests/integration/test_api_fuzz.py -q {{ARGS}}
 
-# regenerate the lock files (hashes; every platform, Python >= 3.11) from pyproject.toml
+# regenerate the lock files (hashes; every platform, Python >= 3.11) from pyproject.toml and the image's build tools
 lock *ARGS:
     uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes {{ARGS}} \
         --custom-compile-command "./just lock" -o requirements.lock
-    uv pip compile pyproject.toml --extra test --extra lint --extra bench .ci/tools.in --universal \
+    uv pip compile pyproject.toml dev/pyproject.toml --extra test --extra lint --extra bench .ci/tools.in --universal \
         --python-version 3.11 --generate-hashes --constraint requirements.lock {{ARGS}} \
         --custom-compile-command "./just lock" -o requirements-dev.lock
+    uv pip compile deploy/container/build-requirements.in --universal --python-version 3.11 \
+        --generate-hashes --constraint requirements.lock {{ARGS}} \
+        --custom-compile-command "./just lock" -o build-requirements.lock
 
 # build the image on a local Debian base (debootstrap) and run the hardened checks (podman)
 container-smoke:

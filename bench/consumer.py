@@ -35,19 +35,20 @@ import asyncpg
 import attrs
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from anyio.streams.text import TextReceiveStream
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.consumer.component import WatchEventConsumer
-from reco.consumer.folder import CooccurrenceFolder
 from reco.db import migrations
 from reco.db.pool import Database
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.postgres import EmbeddedPostgres
-from reco.engine import folding
 from reco.events import parse_watch_event
+from reco.folder import folding
+from reco.folder.component import CooccurrenceFolder
 from reco.observability import metrics
 from reco.observability.logs import configure_logging
 from reco.observability.readiness import Readiness
 from reco.settings import AppEnv, Settings
+from tests.support.components import request_stop, start
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path("shared/datasets/ml-100k/ml-100k.inter")
@@ -231,9 +232,9 @@ async def real(settings: Settings) -> AsyncIterator[Run]:
     base = handled()
     watcher = await asyncpg.connect(settings.database_url)
     async with anyio.create_task_group() as tg:
-        await tg.start(database.run)
-        await tg.start(folder.run)
-        await tg.start(component.run)
+        await start(tg, database)
+        await start(tg, folder)
+        await start(tg, component)
 
         def assigned() -> bool:
             client: Any = component._consumer  # the bench peeks: has the group been joined?
@@ -244,9 +245,9 @@ async def real(settings: Settings) -> AsyncIterator[Run]:
 
         yield Run(settings.kafka_bootstrap, settings.watch_events_topic,
                   lambda: handled() - base, assigned, settled)  # fmt: skip
-        component.stop_nowait()
-        folder.stop_nowait()
-        database.stop_nowait()
+        request_stop(component)
+        request_stop(folder)
+        request_stop(database)
     await watcher.close()
 
 

@@ -23,15 +23,16 @@ from typing import Any
 
 import anyio
 import asyncpg
+from reco_dev.devstack.stack import DEV_DATABASE, embedded_stack
+from reco_dev.evaluation import data
+from reco_dev.evaluation.replay import ITEMS_SQL, event_of
 
 from reco.db import migrations
 from reco.db.pool import Database
 from reco.db.queries import watch_events
-from reco.devstack.stack import DEV_DATABASE, embedded_stack
-from reco.engine import folding, ingest, queries, scoring
+from reco.engine import ingest, queries, scoring
 from reco.engine.recommender import Recommender
-from reco.evaluation import data
-from reco.evaluation.replay import ITEMS_SQL, event_of
+from reco.folder import folding
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
 from reco.training import job

@@ -58,6 +58,8 @@ import anyio
 import asyncpg
 import attrs
 import httpx
+from reco_dev.devstack.ports import free_port
+from reco_dev.devstack.stack import DEV_DATABASE, embedded_stack
 
 from bench import _movielens
 from bench._wrk import (
@@ -70,12 +72,10 @@ from bench._wrk import (
 )
 from reco.db import migrations
 from reco.db.pool import Database
-from reco.devstack.ports import free_port
-from reco.devstack.stack import DEV_DATABASE, embedded_stack
-from reco.engine import folding
 from reco.engine.ingest import apply_events
 from reco.engine.recommender import Recommender
 from reco.events import WatchEvent
+from reco.folder import folding
 from reco.impressions.buffer import ImpressionBuffer
 from reco.impressions.model import Impression, ServedItem
 from reco.impressions.writer import ImpressionWriter
@@ -83,6 +83,7 @@ from reco.observability.logs import configure_logging
 from reco.observability.readiness import Readiness
 from reco.outbox.relay import OutboxRelay
 from reco.settings import Settings
+from tests.support.components import request_stop, start
 
 TOKEN = "bench-token-0123456789abcdefghijklmnopqrstuvwxyz"
 EVENT_BATCH = 5000
@@ -489,9 +490,9 @@ async def impressions_throughput(database_url: str, bootstrap: str, n: int) -> f
         writer = ImpressionWriter(settings, database, buffer)
         items = tuple(ServedItem(str(i), i, 1.0 / i) for i in range(1, 11))
         async with anyio.create_task_group() as tg:
-            await tg.start(database.run)
-            await tg.start(relay.run)
-            await tg.start(writer.run)
+            await start(tg, database)
+            await start(tg, relay)
+            await start(tg, writer)
             began = time.perf_counter()
             for k in range(n):
                 await buffer.submit(Impression(uuid.uuid4(), f"u{k % 943}", "user_recommendations",
@@ -500,9 +501,9 @@ async def impressions_throughput(database_url: str, bootstrap: str, n: int) -> f
             while await conn.fetchval(published) < n:  # noqa: ASYNC110 - the state is in the database
                 await anyio.sleep(0.05)
             elapsed = time.perf_counter() - began
-            writer.stop_nowait()
-            relay.stop_nowait()
-            database.stop_nowait()
+            request_stop(writer)
+            request_stop(relay)
+            request_stop(database)
         return n / elapsed
     finally:
         await conn.close()

@@ -27,17 +27,18 @@ from pathlib import Path
 import anyio
 import attrs
 from aiokafka import AIOKafkaProducer
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.db import migrations
 from reco.db.pool import Database, connect
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.observability.logs import configure_logging
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
 from reco.outbox.publish import BatchOutcome, make_producer, send_batch
 from reco.outbox.relay import OutboxRelay
 from reco.settings import Settings
+from tests.support.components import request_stop, start
 
 PAYLOAD = '{"recommendation_id":"%s","user_id":"u%d","endpoint":"popular","items":[%s]}'
 ITEMS = ",".join(f'{{"item_id":"i{n}","position":{n},"score":0.5}}' for n in range(1, 6))
@@ -102,14 +103,14 @@ async def throughput(settings: Settings, n: int) -> float:
     await prefill(settings, n, "bench.relay")
     database = Database(settings, Readiness())
     async with anyio.create_task_group() as tg:
-        await tg.start(database.run)
+        await start(tg, database)
         relay = TimedRelay(settings, database, n)
         began = time.perf_counter()
-        await tg.start(relay.run)
+        await start(tg, relay)
         await relay.done.wait()
         elapsed = time.perf_counter() - began
-        relay.stop_nowait()
-        database.stop_nowait()
+        request_stop(relay)
+        request_stop(database)
     return n / elapsed
 
 
@@ -121,11 +122,11 @@ async def latency(settings: Settings, rate: int, seconds: float) -> list[float]:
     relay = TimedRelay(settings, database, int(seconds / tick) * per_tick)
     try:
         async with anyio.create_task_group() as tg:
-            await tg.start(database.run)
-            await tg.start(relay.run)
-            start, n = anyio.current_time(), 10_000_000
+            await start(tg, database)
+            await start(tg, relay)
+            began, n = anyio.current_time(), 10_000_000
             for t in range(int(seconds / tick)):
-                await anyio.sleep_until(start + t * tick)
+                await anyio.sleep_until(began + t * tick)
                 rows = [row(n + i, "bench.latency") for i in range(per_tick)]
                 n += per_tick
                 async with writer.transaction():
@@ -134,8 +135,8 @@ async def latency(settings: Settings, rate: int, seconds: float) -> list[float]:
                 committed.update((r.event_id, now) for r in rows)
             with anyio.fail_after(10):
                 await relay.done.wait()
-            relay.stop_nowait()
-            database.stop_nowait()
+            request_stop(relay)
+            request_stop(database)
     finally:
         await writer.close()
     return [relay.acked_at[e] - c for e, c in committed.items()]

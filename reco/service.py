@@ -4,6 +4,11 @@ Start order (stop order is the reverse): database, outbox relay, impression
 writer, co-occurrence folder, consumer, HTTP. HTTP starts last so traffic arrives only when the
 rest is ready, and stops first so no request finds a stopped dependency; the
 impression writer drains before the relay finishes its last batch.
+
+Each component stops within its share of ``RECO_SHUTDOWN_TIMEOUT``
+(:data:`SHUTDOWN_SHARES`): the shares add up to less than the whole, so the
+stops, run one after the other, end within it (the supervisor refuses shares
+that do not; tests/unit/test_service_shares.py holds the figures).
 """
 
 from __future__ import annotations
@@ -15,18 +20,32 @@ from reco.api.app import create_app
 from reco.api.server import HttpServer
 from reco.api.state import AppState
 from reco.consumer.component import WatchEventConsumer
-from reco.consumer.folder import CooccurrenceFolder
 from reco.db.pool import Database
 from reco.engine.recommender import Recommender
+from reco.folder.component import CooccurrenceFolder
 from reco.impressions.buffer import ImpressionBuffer
 from reco.impressions.writer import ImpressionWriter
+from reco.lifecycle import Component
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.outbox.relay import OutboxRelay
 from reco.settings import Settings
-from reco.supervisor import Component, Supervisor
+from reco.supervisor import Supervisor
 
 log = get_logger("reco.service")
+
+# Fractions of RECO_SHUTDOWN_TIMEOUT, by component name, in stop order. HTTP lets in-flight
+# requests finish; the consumer stores its batches in hand and leaves the group; the writer
+# writes the buffer out; the relay publishes its batch in hand and flushes; the pool closes.
+SHUTDOWN_SHARES: dict[str, float] = {
+    "http": 0.25,
+    "consumer": 0.25,
+    "cooccurrence-folder": 0.1,
+    "impression-writer": 0.15,
+    "outbox-relay": 0.1,
+    "database": 0.05,
+}
+EXTRA_SHARE = 0.02  # each extra component (reco dev's banner): it holds no work
 
 
 def build(
@@ -50,7 +69,6 @@ def build(
         components.append(WatchEventConsumer(settings, readiness, database))
     http = HttpServer(
         create_app(app_state), settings.http_bind,
-        graceful_timeout=settings.shutdown_timeout / 2,
         keep_alive_timeout=settings.http_keep_alive_timeout,
     )  # fmt: skip
     components.append(http)
@@ -59,10 +77,11 @@ def build(
     def on_stopping() -> None:
         readiness.shutting_down = True
 
+    shares = {**SHUTDOWN_SHARES, **{c.name: EXTRA_SHARE for c in extra}}
     supervisor = Supervisor(
         components, startup_timeout=settings.startup_timeout,
         shutdown_timeout=settings.shutdown_timeout, on_stopping=on_stopping,
-        handle_signals=handle_signals,
+        handle_signals=handle_signals, shares=shares,
     )  # fmt: skip
     return supervisor, app_state, http
 

@@ -14,10 +14,13 @@ Shutdown, on the first SIGTERM/SIGINT, on :meth:`Supervisor.request_stop` or
 when a component crashes:
 
 1. readiness turns false at once (``on_stopping``);
-2. components are asked to stop (:meth:`Component.stop_nowait`), newest
-   first, and each is awaited until it returns, all within one shared
-   ``shutdown_timeout`` budget;
-3. whatever is still running when the budget is spent is cancelled.
+2. components are stopped one at a time, newest first, each within its share
+   of ``shutdown_timeout`` (``shares``, declared in reco/service.py; they add
+   up to less than the whole by construction). Stopping one is the contract
+   of reco/lifecycle.py: its :class:`~reco.lifecycle.Stop` is requested
+   (phase one: idle waits end at once, the work in hand goes on), its work in
+   hand is cancelled at ``work_deadline`` (phase two), and whatever is still
+   running at the end of the share is cancelled and logged by name.
 
 A second signal cancels everything at once. :meth:`Supervisor.run` returns
 the process exit status: 0 for a clean stop, 1 after a crash, 130 when forced.
@@ -27,14 +30,14 @@ from __future__ import annotations
 
 import math
 import signal
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
 
 import anyio
 import anyio.abc
 import attrs
 
 from reco.errors import StartupError
+from reco.lifecycle import Component, Stop
 from reco.observability.logs import get_logger
 
 log = get_logger("reco.supervisor")
@@ -44,16 +47,22 @@ EXIT_CRASHED = 1
 EXIT_FORCED = 130
 
 
-class Component(Protocol):
-    """What the supervisor runs."""
+# Without declared shares, the components split this much of the budget evenly.
+DEFAULT_SHARES_TOTAL = 0.9
 
-    name: str
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Start, call ``task_status.started()`` once ready, run until stopped."""
-
-    def stop_nowait(self) -> None:
-        """Ask for a graceful stop: finish the work in hand, then return from run()."""
+def check_shares(components: Sequence[Component], shares: Mapping[str, float]) -> None:
+    """Every component has a share in (0, 1) and together they stay below the whole."""
+    names = [c.name for c in components]
+    missing = sorted(set(names) - set(shares))
+    if missing:
+        raise ValueError(f"no shutdown share for {', '.join(missing)}")
+    bad = sorted(n for n in names if not 0 < shares[n] < 1)
+    if bad:
+        raise ValueError(f"shutdown shares must be in (0, 1): {', '.join(bad)}")
+    total = math.fsum(shares[n] for n in names)
+    if total >= 1:
+        raise ValueError(f"shutdown shares add up to {total:g}, not below 1")
 
 
 @attrs.define(eq=False)
@@ -61,6 +70,7 @@ class _Runner:
     """Runs one component in its own cancel scope and records how it ended."""
 
     component: Component
+    stop: Stop = attrs.field(factory=Stop)
     scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
     done: anyio.Event = attrs.field(factory=anyio.Event)
     started: bool = False
@@ -75,7 +85,7 @@ class _Runner:
 
         try:
             with self.scope:
-                await self.component.run(task_status=_Started(started))
+                await self.component.run(task_status=_Started(started), stop=self.stop)
         except Exception as exc:
             if not self.started:
                 raise  # tg.start() reports it as a failed start
@@ -104,6 +114,14 @@ class Supervisor:
     shutdown_timeout: float
     on_stopping: Callable[[], None] = lambda: None
     handle_signals: bool = True
+    # each component's fraction of shutdown_timeout, by name; default: an even split
+    shares: Mapping[str, float] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.shares and self.components:
+            even = DEFAULT_SHARES_TOTAL / len(self.components)
+            self.shares = {c.name: even for c in self.components}
+        check_shares(self.components, self.shares)
 
     _stop: anyio.Event = attrs.field(factory=anyio.Event, init=False)
     _started: anyio.Event = attrs.field(factory=anyio.Event, init=False)
@@ -212,7 +230,7 @@ class Supervisor:
         self.request_stop()
 
     async def _stop_all(self) -> None:
-        """Phase one: ask each component to stop, newest first; phase two: cancel."""
+        """Each component in turn, newest first, within its share of the budget."""
         self._stopping = True
         began = anyio.current_time()
         self.on_stopping()
@@ -231,12 +249,15 @@ class Supervisor:
     async def _stop_one(self, runner: _Runner, deadline: float) -> None:
         name = runner.component.name
         began = anyio.current_time()
-        runner.component.stop_nowait()
-        with anyio.move_on_after(remaining(deadline)):
+        budget = min(self.shares[name] * self.shutdown_timeout, remaining(deadline))
+        log.info("component stopping", component=name, budget=round(budget, 3))
+        runner.stop.request(budget)
+        with anyio.move_on_after(budget):
             await runner.done.wait()
-        how = "drained"
+        how = "stopped"
         if not runner.done.is_set():
-            log.warning("shutdown phase", phase="cancel", component=name)
+            log.warning("component overran its shutdown share; cancelled", component=name,
+                        budget=round(budget, 3))  # fmt: skip
             how = "cancelled"
             runner.scope.cancel()
             await runner.done.wait()

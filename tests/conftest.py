@@ -14,10 +14,10 @@ from pathlib import Path
 
 import attrs
 import pytest
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.db.migrations import default_dir
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.settings import AppEnv, Settings
 from tests.support.servers import fresh_database, make_template, unique_suffix
 

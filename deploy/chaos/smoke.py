@@ -1,7 +1,7 @@
 """Chaos smoke: break reco's dependencies on the embedded stack and watch it recover.
 
 Run by hand (``just chaos``), never in CI. It starts the embedded PostgreSQL and the
-Tansu broker (``reco.devstack``), runs ``reco serve`` against them as child processes on
+Tansu broker (``reco_dev.devstack``), runs ``reco serve`` against them as child processes on
 loopback ports, then injects one fault at a time and checks what an orchestrator would:
 
 - ``postgres-paused``: SIGSTOP every PostgreSQL process for ``--pause`` seconds. /readyz
@@ -36,10 +36,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.ports import free_port
-from reco.devstack.postgres import EmbeddedPostgres
-from reco.devstack.stack import DEV_DATABASE, embedded_stack
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.ports import free_port
+from reco_dev.devstack.postgres import EmbeddedPostgres
+from reco_dev.devstack.stack import DEV_DATABASE, embedded_stack
 
 SHUTDOWN_TIMEOUT = 5.0
 POLL = 0.1

@@ -34,8 +34,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from reco.devstack.ports import free_port
-from reco.devstack.stack import DEV_DATABASE, embedded_stack
+from reco_dev.devstack.ports import free_port
+from reco_dev.devstack.stack import DEV_DATABASE, embedded_stack
 
 HARDENING = ["--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m", "--cap-drop=ALL",
              "--security-opt", "no-new-privileges", "--network=host"]  # fmt: skip

@@ -12,8 +12,10 @@ from quart import Quart, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from reco.api import health, validation
+from reco.api.dependencies import on_buffer_full
 from reco.api.problems import Problem, problem_response
 from reco.api.state import AppState
+from reco.impressions.buffer import BufferFull
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 
@@ -36,6 +38,7 @@ def create_app(app_state: AppState) -> Quart:
     app.before_request(_check_url_text)
     app.after_request(_finish)
     app.register_error_handler(Problem, _on_problem)
+    app.register_error_handler(BufferFull, on_buffer_full)
     app.register_error_handler(HTTPException, _on_http_exception)
     app.register_error_handler(Exception, _on_unexpected)
     return app

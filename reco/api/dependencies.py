@@ -9,6 +9,8 @@ may simply retry. The handlers are registered per blueprint
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 import asyncpg.exceptions as pgx
 from quart import Blueprint, Response
@@ -18,6 +20,7 @@ from reco.api.state import state
 from reco.db.pool import Database
 from reco.engine.recommender import Recommender
 from reco.errors import TransientError, UnprocessableData
+from reco.impressions.buffer import BufferFull
 from reco.observability.logs import get_logger
 
 log = get_logger("reco.api")
@@ -55,19 +58,37 @@ async def _on_unavailable(exc: Exception) -> Response:
     return problem_response(unavailable("the database is unavailable; retry shortly"))
 
 
-async def _on_unprocessable(exc: UnprocessableData) -> Response:
+def _on_unprocessable(
+    what: str, pointer: str
+) -> Callable[[UnprocessableData], Awaitable[Response]]:
     """The database refused a value our validation let through: the input's fault, a 422.
 
     Logged as a warning with the SQLSTATE: each one is a validation rule to add.
     """
-    log.warning("database refused the request's data", sqlstate=exc.sqlstate, error=exc.name)
-    detail = f"a value in the request cannot be stored (SQLSTATE {exc.sqlstate})"
-    errors = [{"pointer": "", "detail": detail}]  # the document's 422 shape (ValidationProblem)
-    return problem_response(Problem(422, detail, slug="unprocessable-data", errors=errors))
+
+    async def handler(exc: UnprocessableData) -> Response:
+        log.warning("database refused the request's data", sqlstate=exc.sqlstate, error=exc.name)
+        detail = f"{what} cannot be stored (SQLSTATE {exc.sqlstate}); nothing was stored"
+        errors = [{"pointer": pointer, "detail": detail}]  # the document's 422 (ValidationProblem)
+        return problem_response(Problem(422, detail, slug="unprocessable-data", errors=errors))
+
+    return handler
 
 
-def register_unavailable(blueprint: Blueprint) -> None:
-    """503 for transient database faults, 422 for data the database refuses."""
+async def on_buffer_full(exc: BufferFull) -> Response:
+    """Serving would outrun the impression writer (``sync`` mode): back off briefly.
+    Registered on the whole app (any route that serves a list records an impression)."""
+    detail = f"the impression could not be recorded ({exc.reason}); retry shortly"
+    return problem_response(
+        Problem(503, detail, slug="busy", headers={"Retry-After": RETRY_AFTER_SECONDS})
+    )
+
+
+def register_unavailable(
+    blueprint: Blueprint, *, what: str = "a value in the request", pointer: str = ""
+) -> None:
+    """503 for transient database faults, 422 for data the database refuses (``what``
+    could not be stored; ``pointer`` locates it in the request body)."""
     for exc_class in UNAVAILABLE:
         blueprint.register_error_handler(exc_class, _on_unavailable)
-    blueprint.register_error_handler(UnprocessableData, _on_unprocessable)
+    blueprint.register_error_handler(UnprocessableData, _on_unprocessable(what, pointer))

@@ -22,10 +22,10 @@ from quart import Blueprint, Response, jsonify, request
 
 from reco.api import validation
 from reco.api.auth import require_bearer
+from reco.api.dependencies import database, register_unavailable
 from reco.api.problems import Problem
 from reco.api.state import state
-from reco.db.classify import is_transient
-from reco.errors import InvalidMessage, TransientError, UnprocessableData
+from reco.errors import InvalidMessage
 from reco.events import DEFAULT_MAX_FUTURE, WatchEvent, parse_watch_event
 from reco.outbox import queries as outbox
 
@@ -35,6 +35,7 @@ EVENT_TYPE = "watch_event"
 
 blueprint = Blueprint("events", __name__)
 blueprint.before_request(require_bearer)
+register_unavailable(blueprint, what="an event", pointer="/events")
 
 
 def decode_body(raw: str | bytes) -> Any:
@@ -101,25 +102,10 @@ def outbox_rows(events: Sequence[WatchEvent], topic: str) -> list[outbox.NewRow]
 
 
 async def store(rows: Sequence[outbox.NewRow]) -> int:
-    """Enqueue ``rows`` in one transaction; a 503 problem when the database is away."""
-    database = state().database
-    if database is None:
-        raise Problem(503, "the database is not available", headers={"Retry-After": "1"})
-    try:
-        async with database.connection() as conn, conn.transaction():
-            return await outbox.enqueue(conn, rows)
-    except Exception as exc:
-        if isinstance(exc, TransientError) or is_transient(exc):
-            raise Problem(
-                503, "the database is not available; retry shortly", headers={"Retry-After": "1"}
-            ) from None
-        if isinstance(exc, UnprocessableData):
-            detail = f"an event cannot be stored (SQLSTATE {exc.sqlstate}); nothing was stored"
-            raise Problem(
-                422, detail, slug="unprocessable-data",
-                errors=[{"pointer": "/events", "detail": detail}],  # the document's 422 shape
-            ) from None  # fmt: skip
-        raise
+    """Enqueue ``rows`` in one transaction (the blueprint's handlers answer a database that
+    is away with 503, data it refuses with 422)."""
+    async with database().connection() as conn, conn.transaction():
+        return await outbox.enqueue(conn, rows)
 
 
 @blueprint.post("/v1/events")

@@ -3,8 +3,9 @@
 We bind the listening sockets ourselves so that the port is known (bind to
 port 0 in tests) and connections queue from the moment we report ready.
 Hypercorn gets a ``shutdown_trigger``, so it installs no signal handlers: the
-supervisor owns the signals. On stop it stops accepting and lets in-flight
-requests finish within ``graceful_timeout``. Cancelled, it stops at once.
+supervisor owns the signals. On stop (reco/lifecycle.py) it stops accepting
+and lets in-flight requests finish within the work part of its share
+(``graceful_timeout``); cancelled, it stops at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 from quart import Quart
 
+from reco.lifecycle import Stop
 from reco.observability.logs import get_logger
 
 log = get_logger("reco.api.server")
@@ -26,12 +28,10 @@ ABORT_GRACE = 1.0  # seconds Hypercorn gets to close its connections once cancel
 class HttpServer:
     name = "http"
 
-    def __init__(self, app: Quart, bind: str, *, graceful_timeout: float,
-                 keep_alive_timeout: float = 5.0) -> None:  # fmt: skip
+    def __init__(self, app: Quart, bind: str, *, keep_alive_timeout: float = 5.0) -> None:
         self.app = app
         self.config = Config()
         self.config.bind = [bind]
-        self.config.graceful_timeout = graceful_timeout
         self.config.keep_alive_timeout = keep_alive_timeout
         self.config.accesslog = None
         self.config.errorlog = None  # our JSON logs cover it
@@ -39,7 +39,7 @@ class HttpServer:
         self._stop = anyio.Event()
         self.port: int | None = None
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
         sockets: Sockets = self.config.create_sockets()
         for sock in sockets.insecure_sockets:
             sock.listen(self.config.backlog)
@@ -58,7 +58,9 @@ class HttpServer:
                 host = sockets.insecure_sockets[0].getsockname()[0]
                 log.info("http listening", address=f"http://{host}:{self.port}")
                 task_status.started()
+                tg.start_soon(self._on_stop, stop)
                 await done.wait()
+                tg.cancel_scope.cancel()  # _on_stop
             except anyio.get_cancelled_exc_class():
                 self._abort(shield)
                 raise
@@ -87,5 +89,8 @@ class HttpServer:
                 sock.close()
             done.set()
 
-    def stop_nowait(self) -> None:
+    async def _on_stop(self, stop: Stop) -> None:
+        """Stop accepting; in-flight requests get the work part of the share."""
+        await stop.wait()
+        self.config.graceful_timeout = max(0.0, stop.work_deadline - anyio.current_time())
         self._stop.set()

@@ -10,7 +10,7 @@ partition, the offset to commit once the batch is stored.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -120,14 +120,6 @@ def split_lanes(records: Mapping[Any, Sequence[Any]], lanes: int) -> dict[int, d
         if batch:
             split.setdefault(tp.partition % lanes, {})[tp] = batch
     return split
-
-
-def committable(
-    next_offsets: Mapping[Any, int], assigned: Iterable[Any], abandoned: Iterable[Any]
-) -> dict[Any, int]:
-    """The offsets to commit: only partitions still assigned and not revoked meanwhile."""
-    keep = set(assigned) - set(abandoned)
-    return {tp: offset for tp, offset in next_offsets.items() if tp in keep}
 
 
 def lag_of(highwater: int | None, position: int | None) -> int | None:

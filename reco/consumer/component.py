@@ -14,6 +14,12 @@ docs/design.md ("Consumer") for the invariants.
 
 Start-up never blocks on the broker: the component reports started at once
 and connects with backoff while readiness check ``kafka_consumer`` fails.
+
+The offset bookkeeping (held batches, stored positions, abandoned partitions)
+is the pure :class:`~reco.consumer.ledger.Ledger`. Stop (reco/lifecycle.py):
+fetching ends at once; each batch in hand finishes within the work part of
+the share, or is abandoned (never committed, so redelivered); then the
+clients close within the rest of it.
 """
 
 from __future__ import annotations
@@ -21,14 +27,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
-import stamina
+import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from structlog.contextvars import bound_contextvars
 
@@ -37,7 +42,6 @@ from reco.consumer.batch import (
     BatchPlan,
     Progress,
     Rejected,
-    committable,
     conflict,
     lag_of,
     merge,
@@ -46,14 +50,17 @@ from reco.consumer.batch import (
 from reco.consumer.batch import plan_batch as _plan
 from reco.consumer.clients import Listener, make_consumer
 from reco.consumer.decode import InvalidRecord, Reason
+from reco.consumer.ledger import Ledger
 from reco.db.pool import Database
-from reco.engine.ingest import Stored, store_batch
+from reco.engine.ingest import Apply, Stored, store_batch
 from reco.errors import DatabaseUnavailable, TransientError
 from reco.events import WatchEvent
 from reco.kafka import errors as kafka_errors
+from reco.lifecycle import Stop
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
+from reco.retry import retrying
 from reco.settings import Settings
 
 log = get_logger("reco.consumer")
@@ -62,35 +69,73 @@ CHECK = "kafka_consumer"
 T = TypeVar("T")
 
 
+@attrs.frozen
+class ConsumerStatistics:
+    """A snapshot of the ledger (tests and diagnostics)."""
+
+    in_hand: int
+    positions: dict[Any, int]
+    abandoned: frozenset[Any]
+
+
+class InHand:
+    """Batches in hand, counted by the ledger, with an event a rebalance can wait on."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    def hold(self) -> None:
+        if self.ledger.idle:
+            self._idle = anyio.Event()
+        self.ledger.hold()
+
+    def release(self) -> None:
+        self.ledger.release()
+        if self.ledger.idle:
+            self._idle.set()
+
+    async def wait_idle(self, bound: float) -> bool:
+        """Until no batch is in hand, at most ``bound`` seconds; whether it got there."""
+        with anyio.move_on_after(bound):
+            await self._idle.wait()
+        return self.ledger.idle
+
+
 class WatchEventConsumer:
-    """The component (see the module docstring); ``stop_nowait`` drains the batch in hand."""
+    """The component (see the module docstring)."""
 
     name = "consumer"
 
-    def __init__(self, settings: Settings, readiness: Readiness, database: Database) -> None:
+    def __init__(
+        self, settings: Settings, readiness: Readiness, database: Database,
+        *, apply: Apply | None = None,
+    ) -> None:  # fmt: skip
+        """``apply`` is the fault-injection seam: the aggregates update of a batch's new
+        events, inside its transaction (default :func:`reco.engine.ingest.apply_events`);
+        tests stall or hang it there."""
         self.settings = settings
+        self.apply = apply
         self.readiness = readiness
         self.database = database
-        self._stop = anyio.Event()
-        self._stop_scopes: set[anyio.CancelScope] = set()
-        self._batch_scopes: set[anyio.CancelScope] = set()  # the batches being stored
-        self._drain_at = math.inf  # when stopping: the deadline of every batch in hand
-        self._idle = anyio.Event()  # set while no batch is in hand (fetched, queued or storing)
-        self._idle.set()
-        self._in_hand = 0
-        # revoked while a batch of theirs was in hand, or abandoned at shutdown: never committed
-        # again until assigned anew
-        self._abandoned: set[Any] = set()
-        self._positions: dict[Any, int] = {}  # per partition: the next offset not yet stored
+        self._stop = Stop()  # the supervisor's, from run()
+        self._ledger = Ledger()
+        self.in_hand = InHand(self._ledger)  # a seam for the rebalance tests
         self._progress = Progress(settings.consumer_stuck_after, 0.0)
         self._consumer: Any = None
         self._producer: Any = None
         self._batches = 0  # a sequence number for the logs
 
+    def statistics(self) -> ConsumerStatistics:
+        return ConsumerStatistics(
+            in_hand=self._ledger.held, positions=dict(self._ledger.positions),
+            abandoned=frozenset(self._ledger.abandoned),
+        )  # fmt: skip
+
     # ------------------------------------------------------------- lifecycle
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
+        self._stop = stop
         self._progress.advanced(anyio.current_time())
         self.readiness.set(CHECK, False, "connecting to the broker")
         task_status.started()  # degraded until connected: readiness says so
@@ -106,30 +151,9 @@ class WatchEventConsumer:
             self.readiness.set(CHECK, False, "stopped")
             await self._close()
 
-    def stop_nowait(self) -> None:
-        """Stop fetching now; the batches in hand get ``consumer_drain_timeout`` to finish."""
-        if not self._stop.is_set():
-            self._drain_at = anyio.current_time() + self.settings.consumer_drain_timeout
-        self._stop.set()
-        for scope in self._stop_scopes:
-            scope.cancel()
-        for scope in self._batch_scopes:
-            scope.deadline = min(scope.deadline, self._drain_at)
-
-    @contextlib.contextmanager
-    def _cancelled_on_stop(self) -> Iterator[anyio.CancelScope]:
-        with anyio.CancelScope() as scope:
-            self._stop_scopes.add(scope)
-            if self._stop.is_set():
-                scope.cancel()
-            try:
-                yield scope
-            finally:
-                self._stop_scopes.discard(scope)
-
     async def _connect(self) -> bool:
         """Start the clients, retrying with backoff; False when stopped first."""
-        with self._cancelled_on_stop():
+        with self._stop.idle():
             await self._retrying("connect", self._start_clients)
             return True
         return False
@@ -144,7 +168,7 @@ class WatchEventConsumer:
                 await producer.start()
             consumer.subscribe([self.settings.watch_events_topic], listener=listener)
         except BaseException:
-            await _stop_quietly((producer, consumer), self.settings.kafka_request_timeout)
+            await _stop_quietly((producer, consumer), self.settings.kafka_request_timeout, Stop())
             raise
         self._consumer, self._producer = consumer, producer
         log.info("consumer connected", topic=self.settings.watch_events_topic)
@@ -153,7 +177,7 @@ class WatchEventConsumer:
         """Leave the group and close the producer (shielded, bounded)."""
         clients = (self._producer, self._consumer)  # the producer's stop cannot fail
         self._consumer = self._producer = None
-        await _stop_quietly(clients, self.settings.kafka_request_timeout)
+        await _stop_quietly(clients, self.settings.kafka_request_timeout, self._stop)
 
     # ------------------------------------------------------------------ loop
     async def _consume(self) -> None:
@@ -167,7 +191,7 @@ class WatchEventConsumer:
             with contextlib.ExitStack() as closing:
                 for send in sends:
                     closing.enter_context(send)  # closed on exit: the lanes drain and return
-                while not self._stop.is_set():
+                while not self._stop.requested:
                     records = await self._fetch()
                     if records:
                         await self._dispatch(records, sends)
@@ -184,14 +208,14 @@ class WatchEventConsumer:
                     share, self.settings.consumer_max_message_bytes,
                     now=dt.datetime.now(dt.UTC), max_future=self.settings.event_max_future,
                 )  # fmt: skip
-                self._hold()
+                self.in_hand.hold()
                 try:
                     await sends[lane].send(plan)
                 except BaseException:
-                    self._release()  # never queued
+                    self.in_hand.release()  # never queued
                     raise
         finally:
-            self._release()  # the fetched batch itself (held since _fetch)
+            self.in_hand.release()  # the fetched batch itself (held since _fetch)
 
     async def _lane(self, plans: MemoryObjectReceiveStream[BatchPlan]) -> None:
         async with plans:
@@ -199,40 +223,30 @@ class WatchEventConsumer:
                 try:
                     await self._handle(plan)
                 finally:
-                    self._release()
-
-    def _hold(self) -> None:
-        if self._in_hand == 0:
-            self._idle = anyio.Event()
-        self._in_hand += 1
-
-    def _release(self) -> None:
-        self._in_hand -= 1
-        if self._in_hand == 0:
-            self._idle.set()
+                    self.in_hand.release()
 
     async def _fetch(self) -> dict[Any, list[Any]]:
         """One batch: wait for the first records, then gather more up to the bounds."""
         cfg = self.settings
         first: dict[Any, list[Any]] = {}
-        with self._cancelled_on_stop():
+        with self._stop.idle():
             first = await self._retrying(
                 "poll", lambda: self._getmany(cfg.consumer_batch_wait, cfg.consumer_batch_max)
             )
         if not first:
             return {}
-        self._hold()  # a batch is in hand from here on; _dispatch releases it
+        self.in_hand.hold()  # a batch is in hand from here on; _dispatch releases it
         try:
             return await self._gather(first)
         except BaseException:
-            self._release()
+            self.in_hand.release()
             raise
 
     async def _gather(self, records: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
         cfg = self.settings
         deadline = anyio.current_time() + cfg.consumer_batch_wait
         count = sum(map(len, records.values()))
-        while count < cfg.consumer_batch_max and not self._stop.is_set():
+        while count < cfg.consumer_batch_max and not self._stop.requested:
             left = deadline - anyio.current_time()
             if left <= 0:
                 break
@@ -245,26 +259,21 @@ class WatchEventConsumer:
         records: dict[Any, list[Any]] = await self._consumer.getmany(
             timeout_ms=int(wait * 1000), max_records=most
         )
-        for tp, batch in records.items():
-            if batch:
-                self._positions.setdefault(tp, batch[0].offset)
+        self._ledger.fetched(records)
         return records
 
     async def _handle(self, plan: BatchPlan) -> None:
         self._batches += 1
         partitions = sorted(tp.partition for tp in plan.next_offsets)
         with (
-            anyio.CancelScope(deadline=self._drain_at) as scope,
+            self._stop.work() as work,
+            work.in_hand(),
             bound_contextvars(component=self.name, batch=self._batches, partitions=partitions),
         ):
-            self._batch_scopes.add(scope)
-            try:
-                await self._process(plan)
-            finally:
-                self._batch_scopes.discard(scope)
-        if scope.cancelled_caught:
+            await self._process(plan)
+        if work.scope.cancelled_caught:
             # never commit a later batch of these partitions past this one
-            self._abandoned |= set(plan.next_offsets)
+            self._ledger.abandon(plan.next_offsets)
             log.warning("batch abandoned at shutdown; it will be redelivered")
 
     async def _process(self, plan: BatchPlan) -> None:
@@ -284,9 +293,7 @@ class WatchEventConsumer:
         self._count(plan, stored)
         metrics.consumer_batch_duration.observe({}, time.perf_counter() - began)
         self._progress.advanced(anyio.current_time())
-        for tp, offset in plan.next_offsets.items():
-            if tp not in self._abandoned:
-                self._positions[tp] = offset
+        self._ledger.stored(plan.next_offsets)
         await self._commit(plan.next_offsets)
 
     async def _dead_letter(self, rejected: Sequence[Rejected]) -> None:
@@ -297,7 +304,7 @@ class WatchEventConsumer:
         try:
             with anyio.fail_after(self.settings.consumer_batch_timeout):
                 async with self.database.connection() as conn, conn.transaction():
-                    return await store_batch(conn, events)
+                    return await store_batch(conn, events, self.apply)
         except TimeoutError:
             raise DatabaseUnavailable(
                 f"batch not stored within {self.settings.consumer_batch_timeout:g} s"
@@ -323,13 +330,13 @@ class WatchEventConsumer:
 
     async def _commit(self, next_offsets: Mapping[Any, int]) -> None:
         """Commit after the transaction; a failure is logged, the next commit covers it."""
-        offsets = committable(next_offsets, self._consumer.assignment(), self._abandoned)
+        offsets = self._ledger.committable(next_offsets, self._consumer.assignment())
         if not offsets:
             return
         try:
-            async for attempt in stamina.retry_context(
-                on=_retriable_commit, attempts=3, timeout=None,
-                wait_initial=self.settings.kafka_retry_initial, wait_max=self.settings.kafka_retry_max,
+            async for attempt in retrying(
+                _retriable_commit, attempts=3,
+                initial=self.settings.kafka_retry_initial, maximum=self.settings.kafka_retry_max,
             ):  # fmt: skip
                 with attempt, anyio.fail_after(self.settings.kafka_request_timeout):
                     await self._consumer.commit(offsets)
@@ -345,10 +352,9 @@ class WatchEventConsumer:
         is not retried: it propagates and stops the process, loudly.
         """
         cfg = self.settings
-        async for attempt in stamina.retry_context(
-            on=TransientError, attempts=None, timeout=None,
-            wait_initial=cfg.kafka_retry_initial, wait_max=cfg.kafka_retry_max,
-        ):  # fmt: skip
+        async for attempt in retrying(
+            TransientError, initial=cfg.kafka_retry_initial, maximum=cfg.kafka_retry_max
+        ):
             with attempt:
                 try:
                     return await fn()
@@ -366,19 +372,16 @@ class WatchEventConsumer:
     async def _on_revoked(self, revoked: Iterable[Any]) -> None:
         """Let the batch in hand finish (bounded); if it cannot, never commit it there."""
         revoked = set(revoked)
-        if not self._idle.is_set():
-            with anyio.move_on_after(self.settings.consumer_drain_timeout):
-                await self._idle.wait()
-            if not self._idle.is_set():
-                self._abandoned |= revoked
-                log.warning("rebalance while storing a batch; no commit for revoked partitions")
+        if not await self.in_hand.wait_idle(self.settings.consumer_drain_timeout):
+            self._ledger.abandon(revoked)
+            log.warning("rebalance while storing a batch; no commit for revoked partitions")
+        self._ledger.revoked(revoked)
         for tp in revoked:
-            self._positions.pop(tp, None)
             metrics.consumer_lag.values.pop({"partition": str(tp.partition)}, None)
 
     def _on_assigned(self, assigned: Iterable[Any]) -> None:
         assigned = set(assigned)
-        self._abandoned -= assigned  # ours again: batches fetched from now on commit
+        self._ledger.assigned(assigned)
         self._progress.advanced(anyio.current_time())
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
@@ -408,7 +411,7 @@ class WatchEventConsumer:
             metrics.consumer_topic_partitions.set({}, len(known))
         total = 0
         for tp in assigned:
-            position = self._positions.get(tp)
+            position = self._ledger.position(tp)
             if position is None:
                 position = await self._position(tp)
             lag = lag_of(ends.get(tp), position)
@@ -418,7 +421,7 @@ class WatchEventConsumer:
         self._report(total)
 
     async def _position(self, tp: Any) -> int | None:
-        if not self._idle.is_set():
+        if not self._ledger.idle:
             return None  # the fetch position runs ahead of what is stored
         with anyio.move_on_after(self.settings.kafka_request_timeout):
             position: int = await self._consumer.position(tp)
@@ -448,23 +451,27 @@ def _retriable_commit(exc: Exception) -> bool:
     return isinstance(exc, TimeoutError) or bool(getattr(exc, "retriable", False))
 
 
-async def _stop_quietly(clients: Iterable[Any], bound: float) -> None:
-    """Stop aiokafka clients, shielded, each within ``bound``; errors are logged.
+async def _stop_quietly(clients: Iterable[Any], bound: float, stop: Stop) -> None:
+    """Stop aiokafka clients, shielded, each within ``bound`` and the stop's share.
 
     aiokafka's ``AIOKafkaConsumer.stop()`` can raise ``CancelledError`` (seen
     with 0.14: its fetcher cancels its own fetch tasks, then awaits them; cf.
-    aio-libs/aiokafka issue 647). Under our shield that cannot be a
-    cancellation aimed at us, so it is logged, not propagated (propagated, it
-    would end ``run()`` as if the component had been cancelled).
+    aio-libs/aiokafka issue 647). Under our shield that is not a cancellation
+    aimed at us unless our own bound ran out: then the scope absorbs it and it
+    is logged as a timeout; otherwise it is logged as leaked and not propagated
+    (propagated, it would end ``run()`` as if the component had been cancelled).
     """
-    with anyio.CancelScope(shield=True):
-        for client in clients:
-            if client is None:
-                continue
-            with anyio.move_on_after(bound):
-                try:
-                    await client.stop()
-                except Exception as exc:  # noqa: BLE001 - closing is best effort
-                    log.warning("kafka client did not stop cleanly", error=repr(exc))
-                except asyncio.CancelledError:
-                    log.warning("kafka client stop leaked a CancelledError; ignored")
+    for client in clients:
+        if client is None:
+            continue
+        with stop.cleanup(bound) as scope:
+            try:
+                await client.stop()
+            except Exception as exc:  # noqa: BLE001 - closing is best effort
+                log.warning("kafka client did not stop cleanly", error=repr(exc))
+            except asyncio.CancelledError:
+                if scope.cancel_called:
+                    raise  # our own bound: the scope absorbs it (below)
+                log.warning("kafka client stop leaked a CancelledError; ignored")
+        if scope.cancelled_caught:
+            log.warning("kafka client did not stop within its bound", bound=bound)

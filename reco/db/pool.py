@@ -41,14 +41,15 @@ from typing import Any, cast
 import anyio
 import anyio.abc
 import asyncpg
-import stamina
 
 from reco.db import migrations
 from reco.db.classify import breaks_connection, classify, is_transient, translate
 from reco.errors import DatabaseUnavailable
+from reco.lifecycle import Stop
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
+from reco.retry import retrying
 from reco.settings import Settings
 
 log = get_logger("reco.db")
@@ -130,7 +131,6 @@ class Database:
         self.settings = settings
         self.readiness = readiness
         self._pool: asyncpg.Pool | None = None
-        self._stop = anyio.Event()
         self._clean: set[int] = set()  # server pids released clean: no reset query
 
     @property
@@ -144,13 +144,10 @@ class Database:
         cfg = self.settings
         self.readiness.set(CHECK, False, "connecting")
         attempt = 0
-        async for attempt_ctx in stamina.retry_context(
-            on=is_transient,
-            timeout=cfg.db_startup_deadline,
-            attempts=None,
-            wait_initial=cfg.db_retry_initial,
-            wait_max=cfg.db_retry_max,
-        ):
+        async for attempt_ctx in retrying(
+            is_transient, timeout=cfg.db_startup_deadline,
+            initial=cfg.db_retry_initial, maximum=cfg.db_retry_max,
+        ):  # fmt: skip
             with attempt_ctx:
                 attempt += 1
                 log.info("connecting to the database", attempt=attempt)
@@ -167,9 +164,11 @@ class Database:
         self.readiness.set(CHECK, True)
         self._update_pool_gauges()
 
-    async def aclose(self) -> None:
+    async def aclose(self, stop: Stop | None = None) -> None:
+        """Close the pool (shielded, within ``db_connect_timeout`` and the stop's share)."""
         if self._pool is not None:
-            with anyio.move_on_after(self.settings.db_connect_timeout, shield=True):
+            stop = stop or Stop()
+            with stop.cleanup(self.settings.db_connect_timeout):
                 await self._pool.close()
             if not self._pool.is_closing():
                 self._pool.terminate()
@@ -191,20 +190,17 @@ class Database:
         async with self.connection() as conn:
             await migrations.ensure_current(conn, directory)
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
         try:
             await self.open()
             await self.prepare_schema()
             task_status.started()
-            while not self._stop.is_set():
+            while not stop.requested:
                 await self.check_once()
-                with anyio.move_on_after(self.settings.db_health_interval):
-                    await self._stop.wait()
+                with stop.idle():
+                    await anyio.sleep(self.settings.db_health_interval)
         finally:
-            await self.aclose()
-
-    def stop_nowait(self) -> None:
-        self._stop.set()
+            await self.aclose(stop)
 
     async def check_once(self) -> bool:
         """Run ``SELECT 1`` within ``db_health_timeout``; update readiness."""
@@ -245,9 +241,8 @@ class Database:
             broken = True
             raise
         except Exception as exc:
-            metrics.db_query_errors.inc({"class": classify(exc).value})
             broken = breaks_connection(exc)
-            translated = translate(exc)
+            translated = _counted(exc, unknown_too=True)
             if translated is None or translated is exc:
                 raise
             raise translated from exc
@@ -281,9 +276,8 @@ class Database:
                 conn.terminate()
             await pool.release(conn, timeout=self.settings.db_acquire_timeout)
         except Exception as exc:
-            if translate(exc) is None:
+            if _counted(exc) is None:
                 raise
-            metrics.db_query_errors.inc({"class": classify(exc).value})
             log.warning("connection lost while returned to the pool", error=repr(exc))
 
     async def _init(self, conn: asyncpg.Connection) -> None:
@@ -316,10 +310,9 @@ class Database:
             # The pool replaces a closed connection on acquire: with the server down or
             # restarting, that connect fails (refused, "starting up", closed mid-setup).
             # Untranslated, it crashed the consumer after a PostgreSQL SIGKILL (chaos suite).
-            translated = translate(exc)
+            translated = _counted(exc)
             if translated is None:
                 raise
-            metrics.db_query_errors.inc({"class": classify(exc).value})
             raise translated from exc
         finally:
             metrics.db_acquire_wait.observe({}, time.perf_counter() - began)
@@ -332,6 +325,15 @@ class Database:
         size = self._pool.get_size()
         metrics.db_pool_size.set({}, size)
         metrics.db_pool_in_use.set({}, size - self._pool.get_idle_size())
+
+
+def _counted(exc: Exception, *, unknown_too: bool = False) -> Exception | None:
+    """reco's translation of an asyncpg error (None: not one we know), counted in
+    ``reco_db_query_errors_total`` by class (errors we do not know only if ``unknown_too``)."""
+    translated = translate(exc)
+    if translated is not None or unknown_too:
+        metrics.db_query_errors.inc({"class": classify(exc).value})
+    return translated
 
 
 class _AlwaysOk:

@@ -111,7 +111,7 @@ def cooccurrence_pairs(
     pair's weight approximates "users who watched both, close together".
     This runs once per batch over ~10 pairs per event: it is written for speed
     (powers computed once, one dict lookup per pair). Unsorted: the
-    increments are appended, and the fold sorts (reco/engine/folding.py).
+    increments are appended, and the fold sorts (reco/folder/folding.py).
     """
     weights: dict[tuple[str, str], float] = {}
     powers = [decay**distance for distance in range(window)]

@@ -6,7 +6,7 @@ Four statements per batch whatever its size: read the users' recent windows,
 upsert history, upsert popularity (which also stamps ``changed_at`` on every
 watched item, for the read-side caches), append the co-occurrence increments
 to ``item_cooccurrence_deltas``. The increments reach ``item_cooccurrence``
-when a folder folds them (reco/engine/folding.py), a fraction of a second
+when a folder folds them (reco/folder/folding.py), a fraction of a second
 later: popular pairs are in nearly every batch, and adding to them here made
 concurrent batches wait for each other's row locks.
 
@@ -20,7 +20,7 @@ order: no deadlock cycles), and adds to the stored value under the row lock
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import attrs
@@ -136,14 +136,19 @@ async def _append_cooccurrence(
         )
 
 
-async def store_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> list[str]:
+Apply = Callable[[asyncpg.Connection, Sequence[WatchEvent]], Awaitable[None]]
+
+
+async def store_events(
+    conn: asyncpg.Connection, events: Sequence[WatchEvent], apply: Apply | None = None
+) -> list[str]:
     """The consumer's write path for one batch, in the caller's transaction.
 
     Inserts the events (unique by ``event_id``), applies only the new ones in
-    time order, and returns the ids that were new.
+    time order (``apply``, default :func:`apply_events`), and returns the ids that were new.
     """
     new_ids = await watch_events.insert_new(conn, events)
-    await apply_events(conn, new_in_order(events, new_ids))
+    await (apply or apply_events)(conn, new_in_order(events, new_ids))
     return new_ids
 
 
@@ -169,7 +174,9 @@ class Stored:
         )
 
 
-async def store_batch(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> Stored:
+async def store_batch(
+    conn: asyncpg.Connection, events: Sequence[WatchEvent], apply: Apply | None = None
+) -> Stored:
     """:func:`store_events`, isolating what the database refuses, in the caller's transaction.
 
     The batch is tried in a savepoint; when the database refuses its data for
@@ -179,15 +186,17 @@ async def store_batch(conn: asyncpg.Connection, events: Sequence[WatchEvent]) ->
     event is stored. Any other error (transient, or a bug) propagates.
     """
     ordered = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
-    return await _isolating(conn, ordered)
+    return await _isolating(conn, ordered, apply)
 
 
-async def _isolating(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> Stored:
+async def _isolating(
+    conn: asyncpg.Connection, events: Sequence[WatchEvent], apply: Apply | None
+) -> Stored:
     if not events:
         return Stored()
     try:
         async with conn.transaction():  # a savepoint inside the caller's transaction
-            new_ids = await store_events(conn, events)
+            new_ids = await store_events(conn, events, apply)
     except Exception as exc:
         refused = classify.translate(exc)
         if not isinstance(refused, UnprocessableData):
@@ -195,7 +204,9 @@ async def _isolating(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> 
         if len(events) == 1:
             return Stored(unprocessable=((events[0], refused),))
         half = len(events) // 2
-        return await _isolating(conn, events[:half]) + await _isolating(conn, events[half:])
+        return await _isolating(conn, events[:half], apply) + await _isolating(
+            conn, events[half:], apply
+        )
     return Stored(tuple(new_ids), await _conflicts(conn, events, new_ids))
 
 

@@ -2,7 +2,7 @@
 
 An anyio memory object stream of capacity ``RECO_MAX_BACKGROUND_TASKS``. In
 ``sync`` mode a handler waits up to ``background_put_timeout`` for room, then
-answers 503; in ``drop`` mode it never waits and a full buffer drops the
+raises :class:`BufferFull` (the API answers 503); in ``drop`` mode it never waits and a full buffer drops the
 impression (counted in ``reco_background_dropped_total``). Either way the
 response never waits for the database.
 """
@@ -15,13 +15,22 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from reco.api.problems import Problem
+from reco.errors import RecoError
 from reco.impressions.model import Impression
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.settings import BackgroundMode, Settings
 
 log = get_logger("reco.impressions")
+
+
+class BufferFull(RecoError):
+    """``sync`` mode: no room for the impression within ``background_put_timeout`` (or the
+    buffer is closed for shutdown). The API answers 503 with ``Retry-After``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @attrs.frozen
@@ -59,10 +68,7 @@ class ImpressionBuffer:
             self.count_dropped(1, reason)
             metrics.background_queue_depth.set({}, self.statistics().depth)
             if self.mode is BackgroundMode.SYNC:
-                raise Problem(
-                    503, f"the impression could not be recorded ({reason}); retry shortly",
-                    slug="busy", headers={"Retry-After": "1"},
-                ) from None  # fmt: skip
+                raise BufferFull(reason) from None
         # On success the depth gauge is left to the writer, which sets it once per
         # batch: a statistics snapshot per served list cost more than the submit.
 

@@ -8,26 +8,25 @@ a row already stored, so when an attempt meets one (the retry of a batch
 whose commit succeeded unseen), the batch is written again with the
 idempotent ``INSERT ... ON CONFLICT DO NOTHING`` forms.
 
-Each write attempt runs shielded under its own deadline, so a batch is either
-committed or not, never half-written, even when the writer is cancelled.
-Transient database errors are retried (stamina) up to ``writer_retry_timeout``;
-a batch that still cannot be written is logged and counted as dropped.
+Each write attempt is one transaction, so a batch is either committed or not,
+never half-written; it runs under the stop's work scope and its own bound.
+Transient database errors are retried (stamina, with the database retry
+backoff) up to ``writer_retry_timeout``; a batch that still cannot be written
+is logged and counted as dropped.
 
-Stop: ``stop_nowait`` closes the buffer (handlers now get 503 / drop) and gives
-the writer ``writer_drain_timeout`` to write what is left. Whatever is still
-buffered after that, or when cancelled, is logged and counted in
-``reco_background_dropped_total``: never silently lost.
+Stop (reco/lifecycle.py): the buffer is closed (handlers now get 503 / drop;
+HTTP has stopped before the writer anyway) and the writer writes what is left
+within the work part of its share. Whatever is still buffered after that is
+logged and counted in ``reco_background_dropped_total``: never silently lost.
 """
 
 from __future__ import annotations
 
-import math
 import time
 
 import anyio
 import anyio.abc
 import asyncpg
-import stamina
 
 from reco.db.classify import is_transient
 from reco.db.pool import Database
@@ -36,9 +35,11 @@ from reco.impressions.buffer import ImpressionBuffer
 from reco.impressions.model import Impression
 from reco.impressions.queries import copy_impressions, insert_impressions
 from reco.impressions.rows import outbox_rows
+from reco.lifecycle import Stop
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.outbox import queries as outbox
+from reco.retry import retrying
 from reco.settings import Settings
 
 log = get_logger("reco.impressions.writer")
@@ -56,32 +57,25 @@ class ImpressionWriter:
         self.database = database
         self.buffer = buffer
         self._batch: list[Impression] = []
-        self._scope: anyio.CancelScope | None = None
-        self._stop_requested = False
+        self._drained = False
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        self._scope = anyio.CancelScope()
-        if self._stop_requested:
-            self._arm_drain_deadline()
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
         task_status.started()
         try:
-            with self._scope:
-                while await self._next_batch():
-                    await self._write()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._close_on_stop, stop)
+                with stop.work() as work, work.in_hand():
+                    while await self._next_batch():
+                        await self._write()
+                    self._drained = True
+                tg.cancel_scope.cancel()
         finally:
             self._account_leftovers()
 
-    def stop_nowait(self) -> None:
-        """Close the buffer; drain what is left within ``writer_drain_timeout``."""
-        self._stop_requested = True
+    async def _close_on_stop(self, stop: Stop) -> None:
+        """Phase one: no more impressions; the loop writes what is left, then ends."""
+        await stop.wait()
         self.buffer.close()
-        if self._scope is not None:
-            self._arm_drain_deadline()
-
-    def _arm_drain_deadline(self) -> None:
-        assert self._scope is not None
-        deadline = anyio.current_time() + self.settings.writer_drain_timeout
-        self._scope.deadline = min(self._scope.deadline, deadline)
 
     async def _next_batch(self) -> bool:
         """Collect up to ``writer_batch_max`` impressions; False once closed and empty."""
@@ -103,9 +97,9 @@ class ImpressionWriter:
         batch, began = self._batch, time.perf_counter()
         size = len(batch)
         try:
-            async for attempt in stamina.retry_context(
-                on=_retryable, attempts=None, timeout=self.settings.writer_retry_timeout,
-                wait_initial=0.05, wait_max=1.0,
+            async for attempt in retrying(
+                _retryable, timeout=self.settings.writer_retry_timeout,
+                initial=self.settings.db_retry_initial, maximum=self.settings.db_retry_max,
             ):  # fmt: skip
                 with attempt:
                     await self._write_once(batch)
@@ -119,9 +113,9 @@ class ImpressionWriter:
         metrics.background_batch_duration.observe({}, time.perf_counter() - began)
 
     async def _write_once(self, batch: list[Impression]) -> None:
-        """One shielded, bounded transaction; clears ``batch`` once committed."""
+        """One bounded transaction; clears ``batch`` once committed."""
         rows = outbox_rows(batch, self.settings.impressions_topic)
-        with anyio.CancelScope(shield=True), anyio.fail_after(self._attempt_timeout):
+        with anyio.fail_after(self._attempt_timeout):
             try:
                 async with self.database.connection() as conn, conn.transaction():
                     await copy_impressions(conn, batch)
@@ -154,5 +148,5 @@ class ImpressionWriter:
         if lost:
             log.error("impressions not written before stop", lost=lost)
             self.buffer.count_dropped(lost, "shutdown")
-        elif self._scope is not None and not math.isinf(self._scope.deadline):
+        elif self._drained:
             log.info("impression buffer drained")

@@ -30,31 +30,36 @@ Every instance reports the ``outbox`` readiness check (backlog, oldest age,
 leader); it fails when the oldest unpublished row is older than
 ``outbox_max_age``.
 
-Stop: a standby stops at once; the leader finishes the batch in hand within
-``relay_stop_timeout``; rows not marked are published again later.
+Stop (reco/lifecycle.py): a standby stops at once; the leader finishes the
+batch in hand within the work part of its share; rows not marked are
+published again later. ``relay_stop_timeout`` bounds the last sends' flush
+(the producer's close) and so the step-down.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import anyio.abc
 import asyncpg
-import stamina
+import attrs
 from aiokafka import AIOKafkaProducer
 
 from reco.db.pool import Database, connect
 from reco.errors import BrokerUnavailable
 from reco.kafka import errors as kafka_errors
+from reco.lifecycle import Stop, Work
 from reco.observability import metrics
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
 from reco.outbox.publish import BatchOutcome, make_producer, send_batch
+from reco.retry import retrying
 from reco.settings import Settings
 
 log = get_logger("reco.outbox.relay")
@@ -72,23 +77,38 @@ class LeadershipLost(Exception):
     """The lock connection is gone; another relay may lead now."""
 
 
+@attrs.frozen
+class RelayStatistics:
+    leading: bool = False
+    claims: int = 0  # claim queries run while leading
+    batches: int = 0  # batches sent while leading
+
+
 class OutboxRelay:
     name = "outbox-relay"
 
-    def __init__(self, settings: Settings, database: Database, readiness: Readiness) -> None:
+    def __init__(
+        self, settings: Settings, database: Database, readiness: Readiness,
+        *, producer: Callable[[], AIOKafkaProducer] | None = None,
+    ) -> None:  # fmt: skip
+        """``producer`` is the fault-injection seam: it makes the producer of each publishing
+        attempt (default :func:`reco.outbox.publish.make_producer` on ``settings``)."""
         self.settings = settings
+        self._make_producer = producer or functools.partial(make_producer, settings)
         self.database = database
         self.readiness = readiness
         self.leading = False
-        self.claims = 0  # claim queries run while leading (tests wait on these)
-        self.batches = 0
-        self._stop = anyio.Event()
+        self._stats = RelayStatistics()
+        self._stop = Stop()  # replaced by the supervisor's in run()
         self._wake = anyio.Event()
-        self._publish_scope: anyio.CancelScope | None = None
-        self._in_batch = False
+
+    def statistics(self) -> RelayStatistics:
+        """A snapshot: leadership, claims run and batches sent while leading."""
+        return attrs.evolve(self._stats, leading=self.leading)
 
     # --- component ---------------------------------------------------------------
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
+        self._stop = stop
         self._set_leader(False)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_backlog)
@@ -96,42 +116,30 @@ class OutboxRelay:
             await self._contend()
             tg.cancel_scope.cancel()
 
-    def stop_nowait(self) -> None:
-        """A standby stops now; a leader finishes its batch within ``relay_stop_timeout``."""
-        self._stop.set()
-        self._wake.set()
-        scope = self._publish_scope
-        if scope is None:
-            return
-        if self._in_batch:
-            deadline = anyio.current_time() + self.settings.relay_stop_timeout
-            scope.deadline = min(scope.deadline, deadline)
-        else:
-            scope.cancel()
-
     # --- leadership --------------------------------------------------------------
     async def _contend(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.requested:
             try:
                 await self._stand_by_then_lead()
             except Exception as exc:  # noqa: BLE001 - logged; contend again after a pause
                 log.warning("relay not leading", error=repr(exc))
             self._set_leader(False)
-            with anyio.move_on_after(self.settings.relay_leader_retry):
-                await self._stop.wait()
+            with self._stop.idle():
+                await anyio.sleep(self.settings.relay_leader_retry)
 
     async def _stand_by_then_lead(self) -> None:
         silence = {"idle_session_timeout": str(int(self.settings.relay_failover_timeout * 1000))}
-        conn = await connect(self.settings, "reco-relay-lock", extra_settings=silence)
+        conn: asyncpg.Connection | None = None
         try:
-            while not await queries.try_lock(conn, LOCK_KEY):
-                with anyio.move_on_after(self.settings.relay_leader_retry):
-                    await self._stop.wait()
-                if self._stop.is_set():
-                    return
-            await self._lead(conn)
+            with self._stop.idle():  # a standby stops at once
+                conn = await connect(self.settings, "reco-relay-lock", extra_settings=silence)
+                while not await queries.try_lock(conn, LOCK_KEY):  # noqa: ASYNC110 - a poll
+                    await anyio.sleep(self.settings.relay_leader_retry)
+            if conn is not None and not self._stop.requested:
+                await self._lead(conn)
         finally:
-            await _close(conn, self.settings)
+            if conn is not None:
+                await _close(conn, self.settings, self._stop)
 
     async def _lead(self, lock_conn: asyncpg.Connection) -> None:
         self._set_leader(True)
@@ -174,7 +182,7 @@ class OutboxRelay:
                 await anyio.sleep(self.settings.relay_leader_retry)
         finally:
             if conn is not None:
-                await _close(conn, self.settings)
+                await _close(conn, self.settings, self._stop)
 
     async def _listen(self) -> asyncpg.Connection | None:
         try:
@@ -185,7 +193,7 @@ class OutboxRelay:
         try:
             await conn.add_listener(queries.NOTIFY_CHANNEL, self._on_notify)
         except BaseException as exc:  # cancelled (leadership lost) or failed: never leak it
-            await _close(conn, self.settings)
+            await _close(conn, self.settings, self._stop)
             if not isinstance(exc, Exception):
                 raise
             log.warning("cannot LISTEN; polling only", error=repr(exc))
@@ -207,49 +215,36 @@ class OutboxRelay:
     # --- publishing --------------------------------------------------------------
     async def _publish_loop(self) -> None:
         cfg = self.settings
-        try:
-            with anyio.CancelScope() as self._publish_scope:
-                async for attempt in stamina.retry_context(
-                    on=kafka_errors.is_transient, attempts=None, timeout=None,
-                    wait_initial=cfg.kafka_retry_initial, wait_max=cfg.kafka_retry_max,
-                ):  # fmt: skip
-                    with attempt:
-                        async with self._producer() as producer:
-                            await self._pump(producer)
-        finally:
-            self._publish_scope = None
+        with self._stop.work() as work:  # on stop: ends after the batch in hand
+            async for attempt in retrying(
+                kafka_errors.is_transient, initial=cfg.kafka_retry_initial,
+                maximum=cfg.kafka_retry_max,
+            ):  # fmt: skip
+                with attempt:
+                    async with self._producer() as producer:
+                        await self._pump(producer, work)
 
     @asynccontextmanager
     async def _producer(self) -> AsyncIterator[AIOKafkaProducer]:
-        producer = self.make_producer()
+        producer = self._make_producer()
         try:
             await producer.start()
             yield producer
         finally:
-            with (
-                anyio.CancelScope(shield=True),
-                anyio.move_on_after(self.settings.relay_stop_timeout),
-            ):
+            with self._stop.cleanup(self.settings.relay_stop_timeout):  # the last sends' flush
                 await producer.stop()
 
-    def make_producer(self) -> AIOKafkaProducer:
-        """The producer for one publishing attempt (tests subclass to inject faults)."""
-        return make_producer(self.settings)
-
-    async def _pump(self, producer: AIOKafkaProducer) -> None:
+    async def _pump(self, producer: AIOKafkaProducer, work: Work) -> None:
         cfg = self.settings
-        while not self._stop.is_set():
+        while not self._stop.requested:
             self._wake = anyio.Event()  # before the claim: a NOTIFY during it is kept
             rows = await self._claim()
             if not rows:
-                with anyio.move_on_after(cfg.relay_poll_interval):
+                with self._stop.idle(), anyio.move_on_after(cfg.relay_poll_interval):
                     await self._wake.wait()
                 continue
-            self._in_batch = True
-            try:
+            with work.in_hand():
                 await self._publish(producer, rows)
-            finally:
-                self._in_batch = False
 
     async def _claim(self) -> list[queries.PendingRow]:
         try:
@@ -258,14 +253,14 @@ class OutboxRelay:
         except Exception:
             metrics.outbox_errors.inc({"stage": "claim"})
             raise
-        self.claims += 1
+        self._stats = attrs.evolve(self._stats, claims=self._stats.claims + 1)
         return rows
 
     async def _publish(self, producer: AIOKafkaProducer, rows: list[queries.PendingRow]) -> None:
         outcome = BatchOutcome(acked=0)
         with anyio.move_on_after(self.settings.relay_publish_timeout):
             await send_batch(producer, rows, outcome)
-        self.batches += 1
+        self._stats = attrs.evolve(self._stats, batches=self._stats.batches + 1)
         if outcome.acked:
             await self._mark([row.id for row in rows[: outcome.acked]])
         if outcome.acked < len(rows):
@@ -294,10 +289,8 @@ class OutboxRelay:
             return
         if not alone.rejected:
             raise PublishFailed(alone.error)
-        with (
-            anyio.CancelScope(shield=True),
-            anyio.fail_after(self.settings.db_statement_timeout + 1),
-        ):
+        bound = self.settings.db_statement_timeout + 1
+        with self._stop.cleanup(bound), anyio.fail_after(bound):
             async with self.database.connection() as conn:
                 await queries.mark_rejected(conn, row.id, alone.error[:500])
         metrics.outbox_rejected.inc({"topic": row.topic})
@@ -307,7 +300,9 @@ class OutboxRelay:
     async def _mark(self, ids: list[int]) -> None:
         cfg = self.settings
         try:
-            with anyio.CancelScope(shield=True), anyio.fail_after(cfg.db_statement_timeout + 1):
+            # Marked even when cancelled (within the share): unmarked rows are sent again.
+            bound = cfg.db_statement_timeout + 1
+            with self._stop.cleanup(bound), anyio.fail_after(bound):
                 async with self.database.connection() as conn:
                     await queries.mark_published(conn, ids)
         except Exception:
@@ -360,10 +355,10 @@ class OutboxRelay:
         )  # fmt: skip
 
 
-async def _close(conn: asyncpg.Connection, settings: Settings) -> None:
+async def _close(conn: asyncpg.Connection, settings: Settings, stop: Stop) -> None:
     """Close a dedicated connection (releasing its locks), bounded and shielded."""
     bound = settings.db_connect_timeout
-    with anyio.CancelScope(shield=True), anyio.move_on_after(bound):
+    with stop.cleanup(bound):
         try:
             await conn.close(timeout=bound)
         except Exception:  # noqa: BLE001 - a dead connection: just let it go

@@ -21,12 +21,12 @@ from pathlib import Path
 import anyio
 import attrs
 import httpx
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.ports import free_port
+from reco_dev.devstack.postgres import EmbeddedPostgres, children_of
+from reco_dev.devstack.stack import DEV_DATABASE
+from reco_dev.devstack.topics import create_topics
 
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.ports import free_port
-from reco.devstack.postgres import EmbeddedPostgres, children_of
-from reco.devstack.stack import DEV_DATABASE
-from reco.devstack.topics import create_topics
 from reco.settings import Settings
 from tests.chaos.routing import RoutingProxy
 from tests.support.tcp_proxy import TcpProxy

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,8 +16,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from reco.consumer.component import WatchEventConsumer
 from reco.db.pool import Database
+from reco.engine.ingest import Apply
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
+from tests.support.components import DEFAULT_BUDGET, request_stop, start
+from tests.support.components import run as run_component
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -115,29 +117,31 @@ class Running:
 
 
 @asynccontextmanager
-async def running_consumer(settings: Settings) -> AsyncIterator[Running]:
+async def running_consumer(
+    settings: Settings, *, stop_budget: float = DEFAULT_BUDGET, apply: Apply | None = None
+) -> AsyncIterator[Running]:
     """The database and consumer components, stopped gracefully (consumer first) on exit."""
     readiness = Readiness()
     database = Database(settings, readiness)
-    consumer = WatchEventConsumer(settings, readiness, database)
+    consumer = WatchEventConsumer(settings, readiness, database, apply=apply)
     done = anyio.Event()
 
     async def _consume(*, task_status: anyio.abc.TaskStatus[None]) -> None:
         try:
-            await consumer.run(task_status=task_status)
+            await run_component(consumer, task_status=task_status)
         finally:
             done.set()
 
     async with anyio.create_task_group() as tg:
-        await tg.start(database.run)
+        await start(tg, database)
         await tg.start(_consume)
         try:
             yield Running(consumer, readiness, database)
         finally:
-            consumer.stop_nowait()
+            request_stop(consumer, stop_budget)
             with anyio.CancelScope(shield=True), anyio.move_on_after(15):
                 await done.wait()
-            database.stop_nowait()
+            request_stop(database)
 
 
 async def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
@@ -160,25 +164,9 @@ async def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
     return records
 
 
-async def counting_apply(conn: asyncpg.Connection, events: Sequence[Any]) -> None:
-    """A stand-in for the engine's apply_events: counts each event into item_popularity.
-
-    It writes in the consumer's transaction, so ``sum(watch_count)`` equals the
-    number of stored events exactly when every event was applied exactly once.
-    Like the real one it locks rows in item order: concurrent store lanes (or
-    consumers) touching the same items then never deadlock.
-    """
-    counts = Counter(e.item_id for e in events)
-    if counts:
-        await conn.executemany(
-            """INSERT INTO item_popularity (item_id, watch_count, log_score, last_at)
-               VALUES ($1, $2, 0, 'epoch') ON CONFLICT (item_id)
-               DO UPDATE SET watch_count = item_popularity.watch_count + EXCLUDED.watch_count""",
-            sorted(counts.items()),
-        )
-
-
 async def applied(store: Store) -> int:
-    """How many event applications the aggregates saw (see :func:`counting_apply`)."""
+    """How many event applications the aggregates saw: the engine's apply_events adds one
+    to ``item_popularity.watch_count`` per event, in the batch's transaction, so the sum
+    equals the stored events exactly when every event was applied exactly once."""
     value: int = await store.fetchval("SELECT coalesce(sum(watch_count), 0) FROM item_popularity")
     return value

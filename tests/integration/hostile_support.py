@@ -28,6 +28,8 @@ from reco.db.pool import Database
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
+from tests.support.components import request_stop, start
+from tests.support.components import run as run_component
 
 # The dead-letter reasons of issue 10's contract (reco/consumer/decode.py has the first five
 # today; the consumer rewrite adds the last two).
@@ -96,23 +98,23 @@ async def guarded_consumer(settings: Settings) -> AsyncIterator[Guard]:
 
     async def _consume(*, task_status: anyio.abc.TaskStatus[None]) -> None:
         try:
-            await guard.consumer.run(task_status=task_status)
+            await run_component(guard.consumer, task_status=task_status)
         except Exception as exc:  # noqa: BLE001 - recorded: the test asserts the component lives
             guard.error = exc
         finally:
             guard.exited.set()
 
     async with anyio.create_task_group() as tg:
-        await tg.start(database.run)
+        await start(tg, database)
         await tg.start(_consume)
         try:
             yield guard
         finally:
             guard.stopping = True
-            guard.consumer.stop_nowait()
+            request_stop(guard.consumer)
             with anyio.CancelScope(shield=True), anyio.move_on_after(15):
                 await guard.exited.wait()
-            database.stop_nowait()
+            request_stop(database)
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ from reco.db.pool import Database, connect
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
 from reco.settings import Settings
+from tests.support.components import request_stop, start
 
 
 def relay_settings(settings: Settings, bootstrap: str) -> Settings:
@@ -38,11 +39,11 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], deadline: float = 1
 async def running_database(settings: Settings) -> AsyncIterator[Database]:
     database = Database(settings, Readiness())
     async with anyio.create_task_group() as tg:
-        await tg.start(database.run)
+        await start(tg, database)
         try:
             yield database
         finally:
-            database.stop_nowait()
+            request_stop(database)
 
 
 @asynccontextmanager

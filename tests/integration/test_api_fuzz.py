@@ -24,6 +24,8 @@ import httpx
 import pytest
 import requests
 import schemathesis
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.postgres import EmbeddedPostgres
 from schemathesis import Case
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
@@ -36,8 +38,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.postgres import EmbeddedPostgres
 from tests.support.child_service import ChildService, child_service
 from tests.support.metrics_text import total
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import asyncpg
 import attrs
 import pytest
 
 from reco.db.pool import Database
-from reco.errors import DatabaseUnavailable
 from reco.settings import Settings
 from tests.support.api import Api, assert_problem, item, put_items, running_api
 
@@ -21,15 +18,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 async def api(settings: Settings) -> AsyncIterator[Api]:
     async with running_api(settings) as running:
         yield running
-
-
-class DownDatabase(Database):
-    """A pool that cannot hand out a connection."""
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        raise DatabaseUnavailable("no pool connection within 2 s")
-        yield  # an async generator, for asynccontextmanager
 
 
 WRITES = [
@@ -191,7 +179,8 @@ class TestUnavailable:
     async def test_database_outage_is_503(self, api: Api) -> None:
         """Reads and writes answer 503 with Retry-After while the database is unreachable."""
         state = api.service.state
-        state.database = DownDatabase(state.settings, state.readiness)
+        # never opened: every connection() raises DatabaseUnavailable, as a pool that is down
+        state.database = Database(state.settings, state.readiness)
         read = await api.client.get("/v1/items/a")
         write = await api.client.put("/v1/items/a", json={"title": "A"}, headers=api.auth)
         for response in (read, write):

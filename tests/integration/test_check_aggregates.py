@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 
 from reco import audit
-from reco.engine import folding
 from reco.engine.audit import Diff
 from reco.engine.ingest import store_events
 from reco.events import WatchEvent
+from reco.folder import folding
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

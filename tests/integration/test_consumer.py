@@ -22,7 +22,6 @@ from tests.conftest import Topics
 from tests.integration.consumer_harness import (
     Store,
     applied,
-    counting_apply,
     encode,
     event,
     fast,
@@ -32,12 +31,12 @@ from tests.integration.consumer_harness import (
     send,
     wait_until,
 )
+from tests.support.components import request_stop, start
 from tests.support.service import running_service
 
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.integration,
-    pytest.mark.usefixtures("count_applications"),
 ]
 
 
@@ -147,7 +146,7 @@ class TestGroup:
 
 class TestReadiness:
     async def test_stuck_consumer_fails_readiness(
-        self, kafka_settings: Settings, topics: Topics, monkeypatch: pytest.MonkeyPatch
+        self, kafka_settings: Settings, topics: Topics
     ) -> None:
         """Lag above zero with no progress beyond consumer_stuck_after fails kafka_consumer."""
         settings = fast(kafka_settings, consumer_stuck_after=0.3, consumer_drain_timeout=0.5)
@@ -155,9 +154,12 @@ class TestReadiness:
 
         async def stall(conn: Any, events: Any) -> None:
             await release.wait()
+            await ingest.apply_events(conn, events)
 
-        monkeypatch.setattr(ingest, "apply_events", stall)
-        async with producer(settings.kafka_bootstrap) as client, running_consumer(settings) as run:
+        async with (
+            producer(settings.kafka_bootstrap) as client,
+            running_consumer(settings, apply=stall) as run,
+        ):
             await wait_until(_ready(run.readiness))
             await send(client, topics.watch_events, [event(n) for n in range(10)])
             await wait_until(_not_ready(run.readiness))
@@ -188,33 +190,32 @@ class TestService:
 
 
 class TestCancellation:
-    async def test_cancel_mid_batch(
-        self, kafka_settings: Settings, topics: Topics, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_cancel_mid_batch(self, kafka_settings: Settings, topics: Topics) -> None:
         """Cancelled inside a batch's transaction, it exits promptly; nothing stored or committed."""
         settings = fast(kafka_settings)
         store = Store(settings.database_url)
         entered = anyio.Event()
 
         async def hang(conn: Any, events: Any) -> None:
-            await counting_apply(conn, events)
+            await ingest.apply_events(conn, events)
             entered.set()
             await anyio.sleep_forever()
 
-        monkeypatch.setattr(ingest, "apply_events", hang)
         readiness = Readiness()
         database = Database(settings, readiness)
         async with producer(settings.kafka_bootstrap) as client, anyio.create_task_group() as outer:
-            await outer.start(database.run)
+            await start(outer, database)
             await send(client, topics.watch_events, [event(n) for n in range(20)])
             async with anyio.create_task_group() as tg:
-                await tg.start(component.WatchEventConsumer(settings, readiness, database).run)
+                await start(
+                    tg, component.WatchEventConsumer(settings, readiness, database, apply=hang)
+                )
                 with anyio.fail_after(20):
                     await entered.wait()
                 began = anyio.current_time()
                 tg.cancel_scope.cancel()
             elapsed = anyio.current_time() - began
-            database.stop_nowait()
+            request_stop(database)
         assert elapsed < 5
         assert await store.count() == 0
         assert await applied(store) == 0
@@ -223,10 +224,11 @@ class TestCancellation:
 
 class TestGracefulStop:
     async def test_hung_batch_is_abandoned_at_the_drain_bound(
-        self, kafka_settings: Settings, topics: Topics, monkeypatch: pytest.MonkeyPatch
+        self, kafka_settings: Settings, topics: Topics
     ) -> None:
-        """stop_nowait with a batch that cannot finish returns after the drain bound, commits nothing."""
-        settings = fast(kafka_settings, consumer_drain_timeout=0.5)
+        """A stop with a batch that cannot finish returns after the work part of the budget,
+        and commits nothing."""
+        settings = fast(kafka_settings)
         store = Store(settings.database_url)
         entered = anyio.Event()
 
@@ -234,10 +236,9 @@ class TestGracefulStop:
             entered.set()
             await anyio.sleep_forever()
 
-        monkeypatch.setattr(ingest, "apply_events", hang)
         async with producer(settings.kafka_bootstrap) as client:
             await send(client, topics.watch_events, [event(n) for n in range(20)])
-            async with running_consumer(settings):
+            async with running_consumer(settings, stop_budget=0.6, apply=hang):
                 with anyio.fail_after(20):
                     await entered.wait()
                 began = anyio.current_time()
@@ -249,8 +250,8 @@ class TestGracefulStop:
 
 async def _trickle(client: Any, topic: str, total: int, user: str | None = None) -> None:
     """Produce ``total`` events in small steps (distinct users when ``user`` is a prefix)."""
-    for start in range(0, total, 10):
-        chunk = range(start, start + 10)
+    for first in range(0, total, 10):
+        chunk = range(first, first + 10)
         await send(client, topic, [event(n, user=f"{user}{n}" if user else None) for n in chunk])
         await anyio.sleep(0.02)
 

@@ -18,12 +18,12 @@ import anyio
 import anyio.to_thread
 import attrs
 import pytest
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.ports import free_port
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.consumer import component
 from reco.db.migrations import default_dir
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.ports import free_port
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.engine import ingest
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
@@ -32,7 +32,6 @@ from tests.conftest import Topics
 from tests.integration.consumer_harness import (
     Store,
     applied,
-    counting_apply,
     event,
     fast,
     producer,
@@ -45,7 +44,6 @@ from tests.support.servers import fresh_database, make_template
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.integration,
-    pytest.mark.usefixtures("count_applications"),
 ]
 
 
@@ -153,17 +151,18 @@ class TestDatabasePause:
         )  # fmt: skip
         store = Store(url)
         pauser = _PauseOnce(own_postgres)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(ingest, "apply_events", pauser.apply)
-            async with producer(settings.kafka_bootstrap) as client, running_consumer(settings):
-                await send(client, topics.watch_events, events(0, 50))
-                await wait_until(lambda: store.has(50))
-                errors_before = _process_errors()
-                pauser.armed = True
-                await send(client, topics.watch_events, events(50, 100))
-                await wait_until(_more_errors_than(errors_before + 1))
-                pauser.resume()
-                await wait_until(lambda: store.has(100))
+        async with (
+            producer(settings.kafka_bootstrap) as client,
+            running_consumer(settings, apply=pauser.apply),
+        ):
+            await send(client, topics.watch_events, events(0, 50))
+            await wait_until(lambda: store.has(50))
+            errors_before = _process_errors()
+            pauser.armed = True
+            await send(client, topics.watch_events, events(50, 100))
+            await wait_until(_more_errors_than(errors_before + 1))
+            pauser.resume()
+            await wait_until(lambda: store.has(100))
         assert pauser.backend is not None
         assert await store.count() == 100
         assert await applied(store) == 100
@@ -171,7 +170,8 @@ class TestDatabasePause:
 
 @attrs.define
 class _PauseOnce:
-    """apply_events that, once armed, freezes the server inside the transaction.
+    """The consumer's ``apply`` seam: apply_events, then, once armed, freeze the server
+    inside the transaction.
 
     PostgreSQL backends are process-group leaders of their own (setsid), so
     EmbeddedPostgres.pause() freezes only the postmaster (no new connections);
@@ -183,7 +183,7 @@ class _PauseOnce:
     backend: int | None = None
 
     async def apply(self, conn: Any, batch: Any) -> None:
-        await counting_apply(conn, batch)
+        await ingest.apply_events(conn, batch)
         if self.armed and self.backend is None:
             self.backend = conn.get_server_pid()
             self.server.pause()

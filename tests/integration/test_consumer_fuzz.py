@@ -16,7 +16,7 @@ reads them. Then:
 * ``reco_consumer_messages_total`` adds up to the records produced, and its
   invalid/conflict/unprocessable counts match the dead letters.
 
-``RECO_FUZZ_RECORDS`` (default 250) and ``RECO_FUZZ_SEED`` (default: the
+``KAFKA_FUZZ_RECORDS`` (default 250) and ``KAFKA_FUZZ_SEED`` (default: the
 derandomized fixed seed) give a larger or another run locally.
 """
 
@@ -54,8 +54,8 @@ from tests.integration.hostile_support import (
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
-RECORDS = int(os.environ.get("RECO_FUZZ_RECORDS", "250"))
-SEED = os.environ.get("RECO_FUZZ_SEED")
+RECORDS = int(os.environ.get("KAFKA_FUZZ_RECORDS", "250"))
+SEED = os.environ.get("KAFKA_FUZZ_SEED")
 MAX_BYTES = 16384  # consumer_max_message_bytes of the run (the ids of 128 astral chars fit)
 SENTINEL_WITHIN = (
     15.0  # seconds from the sentinel's ack to its row (2-core CI, ~300 records before it)
@@ -207,7 +207,7 @@ def drafts(t: dt.datetime) -> st.SearchStrategy[Draft]:
 
 
 def generated(t: dt.datetime, count: int) -> list[Draft]:
-    """``count`` hypothesis examples (a fixed seed unless RECO_FUZZ_SEED says otherwise)."""
+    """``count`` hypothesis examples (a fixed seed unless KAFKA_FUZZ_SEED says otherwise)."""
     out: list[Draft] = []
 
     @settings(max_examples=count, derandomize=SEED is None, database=None, deadline=None,

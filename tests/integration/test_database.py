@@ -11,14 +11,15 @@ import anyio
 import asyncpg
 import attrs
 import pytest
+from reco_dev.devstack.ports import free_port
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.db.pool import CHECK, Database, connect
-from reco.devstack.ports import free_port
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.errors import DatabaseUnavailable
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.settings import AppEnv, Settings
+from tests.support.components import request_stop, start
 from tests.support.logs import Logs, captured_logs
 from tests.support.waiting import wait_until
 
@@ -50,9 +51,9 @@ async def database(fast: Settings) -> AsyncIterator[Database]:
     """A running Database component (started with tg.start, stopped at the end)."""
     db = Database(fast, Readiness())
     async with anyio.create_task_group() as tg:
-        await tg.start(db.run)
+        await start(tg, db)
         yield db
-        db.stop_nowait()
+        request_stop(db)
 
 
 class TestTimeouts:
@@ -118,7 +119,7 @@ class TestComponent:
         db = Database(fast, Readiness())
         with anyio.fail_after(BOUND):
             async with anyio.create_task_group() as tg:
-                await tg.start(db.run)
+                await start(tg, db)
                 pool = db.pool
                 tg.cancel_scope.cancel()
         assert pool.is_closing()
@@ -168,7 +169,7 @@ class TestUnavailableServer:
         db = Database(settings, readiness)
         bound = settings.db_health_interval + settings.db_health_timeout + 1.0
         async with anyio.create_task_group() as tg:
-            await tg.start(db.run)
+            await start(tg, db)
             assert readiness.ready
             own_postgres.pause()
             try:
@@ -181,7 +182,7 @@ class TestUnavailableServer:
             assert value(metrics.check_status, {"check": CHECK}) == 1
             async with db.connection() as conn:
                 assert await conn.fetchval("SELECT 1") == 1
-            db.stop_nowait()
+            request_stop(db)
         assert took < bound
 
     async def test_start_up_gives_up_at_the_deadline(self, logs: Logs) -> None:
@@ -207,7 +208,7 @@ class TestUnavailableServer:
         raw OSError (regression: the consumer crashed on it after a PostgreSQL SIGKILL)."""
         db = Database(own_settings(own_postgres), Readiness())
         async with anyio.create_task_group() as tg:
-            await tg.start(db.run)
+            await start(tg, db)
             own_postgres.stop()
             try:
                 with pytest.raises(DatabaseUnavailable):
@@ -215,7 +216,7 @@ class TestUnavailableServer:
                         pass
             finally:
                 await anyio.to_thread.run_sync(own_postgres.start)
-            db.stop_nowait()
+            request_stop(db)
 
     async def test_start_up_waits_for_the_server(self, own_postgres: EmbeddedPostgres) -> None:
         """A server that comes up within the deadline is waited for, not failed on."""

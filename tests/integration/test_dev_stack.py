@@ -12,9 +12,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from reco_dev.devstack.ports import free_port
+from reco_dev.devstack.postgres import children_of
 
-from reco.devstack.ports import free_port
-from reco.devstack.postgres import children_of
 from tests.support.process import Child, spawn
 from tests.support.waiting import wait_until
 

@@ -11,10 +11,10 @@ import attrs
 import pytest
 
 from reco.db.pool import Database
-from reco.engine import folding
 from reco.engine.ingest import apply_events
 from reco.engine.recommender import Recommender
 from reco.events import WatchEvent
+from reco.folder import folding
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
 
@@ -48,7 +48,8 @@ async def apply(conn: asyncpg.Connection, events: list[WatchEvent]) -> None:
     """One consumer batch, then the fold that the service's folder would make."""
     async with conn.transaction():
         await apply_events(conn, events)
-    await folding.fold(conn, statement_timeout=30)
+    async with conn.transaction():
+        await folding.fold(conn, statement_timeout=30)
 
 
 async def pairs(conn: asyncpg.Connection) -> dict[tuple[str, str], float]:

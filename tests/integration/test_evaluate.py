@@ -9,11 +9,11 @@ from pathlib import Path
 import anyio
 import attrs
 import pytest
+from reco_dev.devstack.ports import free_port
+from reco_dev.evaluation import cli
+from reco_dev.evaluation.client import Client
+from reco_dev.evaluation.service import ServiceFailed, service_process
 
-from reco.devstack.ports import free_port
-from reco.evaluation import cli
-from reco.evaluation.client import Client
-from reco.evaluation.service import ServiceFailed, service_process
 from reco.settings import Settings
 from tests.integration.consumer_harness import Store, fast
 from tests.support.service import running_service

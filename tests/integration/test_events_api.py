@@ -5,8 +5,8 @@ from __future__ import annotations
 import attrs
 import httpx
 import pytest
+from reco_dev.devstack.broker import EmbeddedBroker
 
-from reco.devstack.broker import EmbeddedBroker
 from reco.settings import Settings
 from tests.conftest import Topics
 from tests.integration.outbox_support import dedicated, read_topic, relay_settings, wait_for

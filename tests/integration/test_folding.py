@@ -1,4 +1,4 @@
-"""Co-occurrence folding (reco/engine/folding.py) and its component, on a real PostgreSQL."""
+"""Co-occurrence folding (reco/folder/folding.py) and its component, on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ import asyncpg
 import attrs
 import pytest
 
-from reco.consumer.folder import CooccurrenceFolder
 from reco.db.pool import Database
-from reco.engine import aggregates, folding
+from reco.engine import aggregates
 from reco.engine.ingest import store_events
 from reco.events import WatchEvent
+from reco.folder import folding
+from reco.folder.component import CooccurrenceFolder
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
+from tests.support.components import request_stop, start
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -62,8 +64,11 @@ def expected(users: dict[str, list[WatchEvent]]) -> dict[tuple[str, str], float]
     return {k: round(v, 9) for k, v in total.items()}
 
 
-async def fold(conn: asyncpg.Connection) -> int | None:
-    return await folding.fold(conn, statement_timeout=30)
+async def fold(conn: asyncpg.Connection, **kwargs: Any) -> int | None:
+    """One fold in its own transaction (the caller owns it, as the folder does)."""
+    kwargs.setdefault("statement_timeout", 30)
+    async with conn.transaction():
+        return await folding.fold(conn, **kwargs)
 
 
 class TestFold:
@@ -100,11 +105,11 @@ class TestFold:
     ) -> None:
         await store(conn, watches("u1", "abcdef"))
         whole = expected({"u1": watches("u1", "abcdef")})
-        first = await folding.fold(conn, statement_timeout=30, part=0, parts=2)
+        first = await fold(conn, part=0, parts=2)
         assert first is not None
         assert 0 < first < len(whole)  # six items: both parts have pairs
         assert await folding.pending(conn)
-        assert await folding.fold(conn, statement_timeout=30, part=1, parts=2) == len(whole) - first
+        assert await fold(conn, part=1, parts=2) == len(whole) - first
         assert await pairs(conn) == whole
 
     async def test_one_folder_at_a_time(self, conn: asyncpg.Connection, database_url: str) -> None:
@@ -129,7 +134,7 @@ class TestFold:
             async with other.transaction():
                 await other.execute("LOCK TABLE item_cooccurrence IN ACCESS EXCLUSIVE MODE")
                 with pytest.raises(asyncpg.QueryCanceledError):
-                    await folding.fold(conn, statement_timeout=0.2)
+                    await fold(conn, statement_timeout=0.2)
         finally:
             await other.close()
         assert await pairs(conn) == {}
@@ -165,7 +170,7 @@ class TestFolderComponent:
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
                 for folder in folders:
-                    await tg.start(folder.run)
+                    await start(tg, folder)
 
                 async def write(names: list[str]) -> None:
                     for name in names:
@@ -179,7 +184,7 @@ class TestFolderComponent:
                 while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
                     await anyio.sleep(0.02)
                 for folder in folders:
-                    folder.stop_nowait()
+                    request_stop(folder)
         assert await pairs(conn) == expected(users)
 
     async def test_folds_within_the_interval_and_stops_promptly(
@@ -193,12 +198,12 @@ class TestFolderComponent:
         )
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
-                await tg.start(folder.run)
+                await start(tg, folder)
                 await store(conn, watches("u1", "abc"))
                 while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
                     await anyio.sleep(0.01)
                 began = time.monotonic()
-                folder.stop_nowait()
+                request_stop(folder)
         assert time.monotonic() - began < 1.0
         assert await pairs(conn) == {("a", "b"): 1.0, ("a", "c"): 0.95, ("b", "c"): 1.0}
         for part in parts:  # every fold loop ran
@@ -222,13 +227,13 @@ class TestFolderComponent:
                     tx = blocker.transaction()
                     await tx.start()
                     await blocker.execute("LOCK TABLE item_cooccurrence IN ACCESS EXCLUSIVE MODE")
-                    await tg.start(folder.run)
+                    await start(tg, folder)
                     while counter(metrics.cooccurrence_fold_errors) < errors + 2:  # noqa: ASYNC110
                         await anyio.sleep(0.05)
                     await tx.rollback()
                     while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
                         await anyio.sleep(0.02)
-                    folder.stop_nowait()
+                    request_stop(folder)
         finally:
             await blocker.close()
         assert await pairs(conn) == {("a", "b"): 1.0}
@@ -253,7 +258,7 @@ class TestChunkedFold:
         await add_deltas(conn, 3000)
         size = await folding.table_blocks(conn)
         assert size > 10
-        folded = await folding.fold(conn, statement_timeout=30, first_block=0, blocks=1)
+        folded = await fold(conn, first_block=0, blocks=1)
         assert folded is not None
         assert 0 < folded < 3000 / 10
         remaining = await conn.fetchval("SELECT count(*) FROM item_cooccurrence_deltas")
@@ -284,9 +289,9 @@ class TestChunkedFold:
         folder = CooccurrenceFolder(settings, database)
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
-                await tg.start(folder.run)
+                await start(tg, folder)
                 while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
                     await anyio.sleep(0.02)
-                folder.stop_nowait()
+                request_stop(folder)
         assert await pairs(conn) == want
         assert counter(metrics.cooccurrence_folds, {"part": "0"}) - chunks_before > 10

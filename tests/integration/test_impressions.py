@@ -19,6 +19,7 @@ from reco.observability.readiness import Readiness
 from reco.outbox import queries as outbox
 from reco.settings import BackgroundMode, Settings
 from tests.integration.outbox_support import dedicated, running_database, wait_for
+from tests.support.components import request_stop, start
 from tests.support.service import running_service
 from tests.unit.test_impressions import impression
 
@@ -47,11 +48,11 @@ class TestWriter:
         async with running_database(cfg) as db, anyio.create_task_group() as tg:
             buffer = ImpressionBuffer(cfg)
             writer = ImpressionWriter(cfg, db, buffer)
-            await tg.start(writer.run)
+            await start(tg, writer)
             for imp in served:
                 await buffer.submit(imp)
             await wait_for(lambda: _equals(count(cfg, "outbox"), len(served)))
-            writer.stop_nowait()
+            request_stop(writer)
         assert await count(cfg, "impressions") == len(served)
         async with dedicated(cfg) as conn:
             rows = await conn.fetch("SELECT topic, message_key, event_id, payload FROM outbox")
@@ -74,11 +75,11 @@ class TestWriter:
                 await outbox.enqueue(conn, outbox_rows(served[:2], cfg.impressions_topic))
             buffer = ImpressionBuffer(cfg)
             writer = ImpressionWriter(cfg, db, buffer)
-            await tg.start(writer.run)
+            await start(tg, writer)
             for imp in served:
                 await buffer.submit(imp)
             await wait_for(lambda: _equals(count(cfg, "outbox"), len(served)))
-            writer.stop_nowait()
+            request_stop(writer)
         assert await count(cfg, "impressions") == len(served)
         assert buffer.statistics().dropped == 0
 
@@ -93,14 +94,14 @@ class TestShutdown:
                 await buffer.submit(impression())
             writer = ImpressionWriter(cfg, db, buffer)
             async with anyio.create_task_group() as tg:
-                await tg.start(writer.run)
-                writer.stop_nowait()
+                await start(tg, writer)
+                request_stop(writer)
         assert await count(cfg, "impressions") == 50
         assert buffer.statistics().dropped == 0
 
     async def test_what_cannot_be_written_in_time_is_counted(self, settings: Settings) -> None:
         """With the database away, the drain is bounded and leftovers count as dropped."""
-        cfg = writer_settings(settings, writer_drain_timeout=0.2, writer_retry_timeout=30.0)
+        cfg = writer_settings(settings, writer_retry_timeout=30.0)
         unopened = Database(cfg, Readiness())  # every acquire fails: DatabaseUnavailable
         buffer = ImpressionBuffer(cfg)
         for _ in range(25):
@@ -108,8 +109,8 @@ class TestShutdown:
         writer = ImpressionWriter(cfg, unopened, buffer)
         with anyio.fail_after(3):
             async with anyio.create_task_group() as tg:
-                await tg.start(writer.run)
-                writer.stop_nowait()
+                await start(tg, writer)
+                request_stop(writer, 0.3)  # the work in hand gets 0.225 s
         assert buffer.statistics().dropped == 25
         assert buffer.statistics().depth == 0
 
@@ -124,7 +125,7 @@ class TestCancellation:
             buffer = ImpressionBuffer(cfg)
             writer = ImpressionWriter(cfg, db, buffer)
             async with anyio.create_task_group() as tg:
-                await tg.start(writer.run)
+                await start(tg, writer)
                 for _ in range(40):
                     await buffer.submit(impression())
                 began = anyio.current_time()

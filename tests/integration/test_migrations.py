@@ -12,11 +12,11 @@ import anyio
 import asyncpg
 import attrs
 import pytest
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.db import admin, migrations
 from reco.db.migrations import Finding
 from reco.db.pool import connect
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.errors import MigrationCheckFailed, MigrationError
 from reco.settings import AppEnv, Settings
 from tests.support.servers import unique_suffix

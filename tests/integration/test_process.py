@@ -7,8 +7,8 @@ import signal
 import anyio
 import httpx
 import pytest
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.supervisor import EXIT_FORCED, EXIT_OK
 from tests.support.process import spawn
 from tests.support.servers import unique_suffix

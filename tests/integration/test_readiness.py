@@ -16,10 +16,10 @@ from pathlib import Path
 import anyio
 import attrs
 import pytest
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.ports import free_port
 
 from reco.consumer.component import CHECK as CONSUMER_CHECK
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.ports import free_port
 from reco.settings import Settings
 from tests.integration.consumer_harness import event
 from tests.integration.outbox_support import wait_for

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import anyio
 import attrs
 import pytest
+from reco_dev.devstack.broker import EmbeddedBroker
 
-from reco.devstack.broker import EmbeddedBroker
 from reco.observability import metrics
 from reco.observability.readiness import Readiness
 from reco.outbox import queries
+from reco.outbox.publish import make_producer
 from reco.outbox.relay import LOCK_KEY, OutboxRelay
 from reco.settings import Settings
 from tests.conftest import Topics
@@ -27,6 +29,7 @@ from tests.integration.outbox_support import (
     unpublished,
     wait_for,
 )
+from tests.support.components import request_stop, start
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -34,7 +37,7 @@ KEYS = ["u1", "u2", "u3", "u4", "u5"]
 
 
 async def _start(tg: Any, relay: OutboxRelay) -> OutboxRelay:
-    await tg.start(relay.run)
+    await start(tg, relay)
     return relay
 
 
@@ -50,7 +53,7 @@ class TestDelivery:
             for rows in batches:
                 await enqueue(cfg, rows)
             await wait_for(lambda: _none_left(cfg))
-            relay.stop_nowait()
+            request_stop(relay)
         messages = await read_topic(broker.bootstrap, topics.impressions, 600)
         assert {m[1] for m in messages} == {r.event_id for rows in batches for r in rows}
         assert_per_key_order(messages)
@@ -73,25 +76,39 @@ class TestDelivery:
             await queries.enqueue(slow, [early])  # smaller id and txid, not committed
             await enqueue(cfg, [late])
             relay = await _start(tg, OutboxRelay(cfg, db, Readiness()))
-            await wait_for(lambda: _true(relay.claims >= 3))
-            assert relay.batches == 0, "the later row must wait for the earlier transaction"
+            await wait_for(lambda: _true(relay.statistics().claims >= 3))
+            assert relay.statistics().batches == 0, (
+                "the later row must wait for the earlier transaction"
+            )
             await tx.commit()
             await wait_for(lambda: _none_left(cfg))
-            relay.stop_nowait()
+            request_stop(relay)
         messages = await read_topic(broker.bootstrap, topics.impressions, 2)
         assert [m[1] for m in messages] == ["e-1", "e-2"]
 
 
-class _KilledAfterSecondSend(OutboxRelay):
-    """Dies after sending its second batch, before marking it published."""
+@attrs.define
+class _DiesAfterSecondSend:
+    """The relay's producer seam: its second batch is delivered, and then the relay dies
+    (``killer`` is cancelled) while it waits for the acks, so before it marks the rows."""
 
+    real: Any
     killer: anyio.CancelScope
+    publishes: int = 0
 
-    async def _mark(self, ids: list[int]) -> None:
-        if self.batches == 2:
-            self.killer.cancel()
-            await anyio.sleep_forever()
-        await super()._mark(ids)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def partitions_for(self, topic: str) -> Any:
+        self.publishes += 1  # once per topic per batch: this test uses one topic
+        return await self.real.partitions_for(topic)
+
+    async def send_batch(self, builder: Any, topic: str, *, partition: int) -> Any:
+        sent = await self.real.send_batch(builder, topic, partition=partition)
+        if self.publishes != 2:
+            return sent
+        sent.add_done_callback(lambda _: self.killer.cancel())
+        return asyncio.get_running_loop().create_future()  # an ack that never comes
 
 
 class TestRecovery:
@@ -104,15 +121,16 @@ class TestRecovery:
         rows = rows_for(topics.impressions, KEYS, 80)
         async with running_database(cfg) as db:
             await enqueue(cfg, rows)
-            victim = _KilledAfterSecondSend(cfg, db, Readiness())
-            with anyio.CancelScope() as victim.killer:
+            with anyio.CancelScope() as killer:
+                producer = _DiesAfterSecondSend(make_producer(cfg), killer)
+                victim = OutboxRelay(cfg, db, Readiness(), producer=lambda: producer)
                 async with anyio.create_task_group() as tg:
-                    await tg.start(victim.run)
+                    await start(tg, victim)
             assert await unpublished(cfg) == 300
             async with anyio.create_task_group() as tg:
                 relay = await _start(tg, OutboxRelay(cfg, db, Readiness()))
                 await wait_for(lambda: _none_left(cfg))
-                relay.stop_nowait()
+                request_stop(relay)
         messages = await read_topic(broker.bootstrap, topics.impressions, 500)
         ids = [m[1] for m in messages]
         assert set(ids) == {r.event_id for r in rows}
@@ -128,7 +146,7 @@ class TestRecovery:
             first = await _start(tg, OutboxRelay(cfg, db, Readiness()))
             await wait_for(lambda: _true(first.leading))
             second = await _start(tg, OutboxRelay(cfg, db, Readiness()))
-            await wait_for(lambda: _true(first.claims >= 5))
+            await wait_for(lambda: _true(first.statistics().claims >= 5))
             assert first.leading
             assert not second.leading
             async with dedicated(cfg) as admin:
@@ -141,8 +159,8 @@ class TestRecovery:
             rows = rows_for(topics.impressions, KEYS, 4)
             await enqueue(cfg, rows)
             await wait_for(lambda: _none_left(cfg))
-            first.stop_nowait()
-            second.stop_nowait()
+            request_stop(first)
+            request_stop(second)
         messages = await read_topic(broker.bootstrap, topics.impressions, len(rows))
         assert {m[1] for m in messages} == {r.event_id for r in rows}
 
@@ -168,7 +186,7 @@ class TestBrokerDown:
                 await anyio.to_thread.run_sync(down.start)
                 await wait_for(lambda: _none_left(cfg), deadline=30)
                 await wait_for(lambda: _true(readiness.strict_ready))
-                relay.stop_nowait()
+                request_stop(relay)
             messages = await read_topic(down.bootstrap, topics.impressions, 50)
             assert {m[1] for m in messages} == {r.event_id for r in rows}
         finally:
@@ -195,7 +213,7 @@ class TestWakeUp:
             await wait_for(lambda: _listening(cfg))
             await enqueue(cfg, rows_for(topics.impressions, ["k"], 1, prefix="b"))
             await wait_for(lambda: _none_left(cfg), deadline=5)
-            relay.stop_nowait()
+            request_stop(relay)
 
 
 class TestHousekeeping:
@@ -223,7 +241,7 @@ class TestCancellation:
         async with running_database(cfg) as db:
             relay = OutboxRelay(cfg, db, Readiness())
             async with anyio.create_task_group() as tg:
-                await tg.start(relay.run)
+                await start(tg, relay)
                 await wait_for(lambda: _true(relay.leading))
                 await enqueue(cfg, rows_for(topics.impressions, KEYS, 50))
                 began = anyio.current_time()
@@ -273,7 +291,7 @@ class TestRefusedRows:
             relay = await _start(tg, OutboxRelay(cfg, db, Readiness()))
             await enqueue(cfg, rows)
             await wait_for(lambda: _none_left(cfg))
-            relay.stop_nowait()
+            request_stop(relay)
         messages = await read_topic(broker.bootstrap, topics.impressions, 2)
         assert [m[1] for m in messages] == ["before", "after"]
         async with dedicated(cfg) as conn:

@@ -16,10 +16,10 @@ import anyio
 import anyio.abc
 import attrs
 import pytest
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 from reco.db.pool import connect
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.postgres import EmbeddedPostgres
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.outbox.relay import OutboxRelay
@@ -34,6 +34,7 @@ from tests.integration.outbox_support import (
     unpublished,
     wait_for,
 )
+from tests.support.components import start
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -87,10 +88,10 @@ class TestSilentNetworkDrop:
                 anyio.create_task_group() as tg,
             ):  # fmt: skip
                 old = OutboxRelay(proxied, far, Readiness())
-                await tg.start(old.run)
+                await start(tg, old)
                 await wait_for(lambda: _true(old.leading))
                 new = OutboxRelay(direct, near, Readiness())
-                await tg.start(new.run)
+                await start(tg, new)
                 before = rows_for(topics.impressions, ["u1", "u2"], 5, prefix="before")
                 await enqueue(direct, before)
                 await wait_for(lambda: _none_left(direct))
@@ -104,7 +105,7 @@ class TestSilentNetworkDrop:
                 after = rows_for(topics.impressions, ["u1", "u2"], 5, prefix="after")
                 await enqueue(direct, after)
                 await wait_for(lambda: _true(new.leading), deadline=FAILOVER + MARGIN + 5)
-                old_batches = old.batches
+                old_batches = old.statistics().batches
                 await wait_for(lambda: _none_left(direct))
                 assert transitions.old_stepped_down is not None
                 assert transitions.new_led is not None
@@ -116,7 +117,9 @@ class TestSilentNetworkDrop:
                 assert transitions.old_stepped_down < transitions.new_led  # never two leaders
                 assert took_over <= FAILOVER + direct.relay_leader_retry + MARGIN
                 assert not old.leading
-                assert old.batches == old_batches  # the old leader published nothing since
+                assert (
+                    old.statistics().batches == old_batches
+                )  # the old leader published nothing since
                 proxy.restore()
                 proxy.reset()  # let the old leader's connections go at once
                 tg.cancel_scope.cancel()

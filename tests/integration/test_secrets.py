@@ -13,9 +13,9 @@ import signal
 import anyio
 import httpx
 import pytest
+from reco_dev.devstack.ports import free_port
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
-from reco.devstack.ports import free_port
-from reco.devstack.postgres import EmbeddedPostgres
 from tests.integration.test_process import empty_database, serve_env
 from tests.support.process import Child, spawn
 from tests.support.tcp_proxy import TcpProxy

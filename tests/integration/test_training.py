@@ -16,10 +16,10 @@ import attrs
 import pytest
 
 from reco.db.pool import Database
-from reco.engine import folding
 from reco.engine.ingest import apply_events
 from reco.engine.recommender import Recommender, algorithm_family
 from reco.events import WatchEvent
+from reco.folder import folding
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
 from reco.training import job, queries
@@ -49,7 +49,8 @@ def groups() -> list[WatchEvent]:
 async def apply(conn: asyncpg.Connection, events: list[WatchEvent]) -> None:
     async with conn.transaction():
         await apply_events(conn, sorted(events, key=lambda e: e.occurred_at))
-    await folding.fold(conn, statement_timeout=30)
+    async with conn.transaction():
+        await folding.fold(conn, statement_timeout=30)
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from typing import Any
 import attrs
 import httpx
 
-from reco.engine import folding
 from reco.engine.ingest import store_events
 from reco.events import WatchEvent
+from reco.folder import folding
 from reco.settings import Settings
 from tests.support.service import RunningService, running_service
 
@@ -62,7 +62,8 @@ async def seed_popularity(api: Api, scores: dict[str, float]) -> None:
     async with api.service.state.database.connection() as conn:
         async with conn.transaction():  # one consumer batch
             await store_events(conn, events)
-        await folding.fold(conn, statement_timeout=30)  # what the service's folder would do next
+        async with conn.transaction():  # what the service's folder would do next
+            await folding.fold(conn, statement_timeout=30)
 
 
 async def seed_history(api: Api, user_id: str, item_ids: Iterable[str]) -> None:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from reco.devstack.postgres import EmbeddedPostgres
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 
 def main() -> int:

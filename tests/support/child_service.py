@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager, contextmanager
 import anyio
 import attrs
 from anyio.from_thread import start_blocking_portal
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.postgres import EmbeddedPostgres
+from reco_dev.devstack.topics import create_topics
 
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.postgres import EmbeddedPostgres
-from reco.devstack.topics import create_topics
 from reco.settings import Settings
 from tests.support.process import Child, spawn
 from tests.support.servers import fresh_database, unique_suffix

@@ -1,13 +1,15 @@
 """Fake components for supervisor tests: they journal what happens to them.
 
-Each can fail to start, hang in start-up, crash on demand or ignore
-``stop_nowait``; the test drives them through plain method calls.
+Each can fail to start, hang in start-up, crash on demand or ignore its
+stop (:class:`~reco.lifecycle.Stop`); the test drives them through plain method calls.
 """
 
 from __future__ import annotations
 
 import anyio
 import anyio.abc
+
+from reco.lifecycle import Stop
 
 
 class FakeComponent:
@@ -26,15 +28,19 @@ class FakeComponent:
         self.crash_requested = False
         self._wake = anyio.Event()
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
         self.journal.append(("start", self.name))
+        self.stop = stop
         try:
             if self.fail_start is not None:
                 raise self.fail_start
             if self.hang_start:
                 await anyio.sleep_forever()
             task_status.started()
-            await self._serve()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._on_stop, stop)
+                await self._serve()
+                tg.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():
             self.journal.append(("cancelled", self.name))
             raise
@@ -50,7 +56,8 @@ class FakeComponent:
             if self.stop_requested and not self.ignore_stop:
                 return
 
-    def stop_nowait(self) -> None:
+    async def _on_stop(self, stop: Stop) -> None:
+        await stop.wait()
         self.journal.append(("stop requested", self.name))
         self.stop_requested = True
         self._wake.set()

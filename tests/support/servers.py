@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from reco.devstack.postgres import EmbeddedPostgres
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 TEMPLATE = "reco_template"
 

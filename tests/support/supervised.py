@@ -2,7 +2,7 @@
 
 ``python -m tests.support.supervised BACKEND [--stubborn]``: the supervisor
 owns SIGTERM/SIGINT; with ``--stubborn`` one component ignores
-``stop_nowait`` so that only the shutdown timeout or a second signal ends it.
+its stop, so that only the end of its shutdown share or a second signal ends it.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import os
 
 import anyio
 import pytest
+from reco_dev.devstack.ports import free_port
 
-from reco.devstack.ports import free_port
 from tests.chaos.routing import RoutingProxy
 from tests.unit.test_tcp_proxy import EchoServer, roundtrip
 

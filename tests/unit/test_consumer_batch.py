@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from reco.consumer.batch import Progress, committable, lag_of, merge, plan_batch, split_lanes
+from reco.consumer.batch import Progress, lag_of, merge, plan_batch, split_lanes
 from reco.consumer.decode import Reason
 from reco.events import WatchEvent, new_in_order
 
@@ -94,12 +94,6 @@ class TestNewInOrder:
         events = [WatchEvent(f"e{n}", "u", "i", T0 + dt.timedelta(seconds=-n)) for n in range(4)]
         chosen = new_in_order(events, ["e0", "e2", "e3"])
         assert [e.event_id for e in chosen] == ["e3", "e2", "e0"]
-
-
-class TestCommittable:
-    def test_skips_revoked_and_unassigned(self) -> None:
-        """No commit for a partition revoked while the batch was stored, or not assigned."""
-        assert committable({0: 5, 1: 7, 2: 9}, assigned={0, 1}, abandoned={1}) == {0: 5}
 
 
 class TestLag:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import attrs
 import pytest
 from aiokafka.structs import TopicPartition
 
@@ -16,6 +17,11 @@ pytestmark = pytest.mark.anyio
 TP = TopicPartition("watch", 0)
 
 
+@attrs.frozen
+class Offset:
+    offset: int
+
+
 def make(drain: float) -> WatchEventConsumer:
     settings = Settings(consumer_drain_timeout=drain)
     readiness = Readiness()
@@ -26,27 +32,28 @@ class TestOnRevoked:
     async def test_waits_for_the_batch_in_hand(self) -> None:
         """Revocation waits for the batch in hand; its partitions stay committable."""
         consumer = make(drain=5)
-        consumer._idle = anyio.Event()  # a batch is in hand
-        consumer._positions[TP] = 7
+        consumer.in_hand.hold()  # a batch is in hand
+        consumer.in_hand.ledger.fetched({TP: [Offset(7)]})
         with anyio.fail_after(2):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(consumer._on_revoked, [TP])
                 await anyio.wait_all_tasks_blocked()  # it is waiting now
-                consumer._idle.set()  # the batch was stored and committed
-        assert TP not in consumer._abandoned
-        assert TP not in consumer._positions
+                assert consumer.statistics().positions == {TP: 7}
+                consumer.in_hand.release()  # the batch was stored and committed
+        assert TP not in consumer.statistics().abandoned
+        assert TP not in consumer.statistics().positions
 
     async def test_abandons_after_the_drain_bound(self) -> None:
         """A batch that does not finish within the bound loses the commit of revoked partitions."""
         consumer = make(drain=0.05)
-        consumer._idle = anyio.Event()  # a batch is in hand, and stays so
+        consumer.in_hand.hold()  # a batch is in hand, and stays so
         with anyio.fail_after(2):
             await consumer._on_revoked([TP])
-        assert TP in consumer._abandoned
+        assert TP in consumer.statistics().abandoned
 
     async def test_idle_revocation_is_immediate(self) -> None:
         """With no batch in hand, revocation returns at once and abandons nothing."""
         consumer = make(drain=5)
         with anyio.fail_after(0.5):
             await consumer._on_revoked([TP])
-        assert not consumer._abandoned
+        assert not consumer.statistics().abandoned

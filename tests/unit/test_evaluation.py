@@ -6,11 +6,11 @@ import io
 from pathlib import Path
 
 import pytest
+from reco_dev.evaluation import baselines, data, metrics, replay
+from reco_dev.evaluation.client import metric_samples, metric_total
+from reco_dev.evaluation.progress import Progress
+from reco_dev.evaluation.service import environment
 
-from reco.evaluation import baselines, data, metrics, replay
-from reco.evaluation.client import metric_samples, metric_total
-from reco.evaluation.progress import Progress
-from reco.evaluation.service import environment
 from reco.events import parse_watch_event
 from reco.settings import AppEnv, BackgroundMode, Settings, load_settings
 

@@ -12,6 +12,7 @@ from reco.api.server import ABORT_GRACE, HttpServer
 from reco.api.state import AppState
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
+from tests.support.components import start
 
 pytestmark = pytest.mark.anyio
 
@@ -32,13 +33,13 @@ def make_app(release: anyio.Event, entered: anyio.Event) -> Quart:
 
 class TestHttpServer:
     async def test_stop_finishes_in_flight_requests(self) -> None:
-        """stop_nowait stops accepting; a request already in flight still gets its answer."""
+        """A stop stops accepting; a request already in flight still gets its answer."""
         release, entered = anyio.Event(), anyio.Event()
-        server = HttpServer(make_app(release, entered), "127.0.0.1:0", graceful_timeout=BOUND)
+        server = HttpServer(make_app(release, entered), "127.0.0.1:0")
         answers: list[httpx.Response] = []
         with anyio.fail_after(BOUND):
             async with httpx.AsyncClient() as client, anyio.create_task_group() as tg:
-                await tg.start(server.run)
+                stop = await start(tg, server)
                 base = f"http://127.0.0.1:{server.port}"
 
                 async def call() -> None:
@@ -46,7 +47,7 @@ class TestHttpServer:
 
                 tg.start_soon(call)
                 await entered.wait()
-                server.stop_nowait()
+                stop.request(BOUND)
                 release.set()
         assert [a.text for a in answers] == ["done"]
         with pytest.raises(httpx.ConnectError):
@@ -56,12 +57,12 @@ class TestHttpServer:
     async def test_cancellation_stops_at_once(self) -> None:
         """Cancelled with a request in flight, run() exits within a bound and the port closes."""
         release, entered = anyio.Event(), anyio.Event()
-        server = HttpServer(make_app(release, entered), "127.0.0.1:0", graceful_timeout=60)
+        server = HttpServer(make_app(release, entered), "127.0.0.1:0")
         outcomes: list[int | str] = []
         with anyio.fail_after(BOUND):
             async with httpx.AsyncClient() as client, anyio.create_task_group() as outer:
                 async with anyio.create_task_group() as inner:
-                    await inner.start(server.run)
+                    await start(inner, server)
 
                     async def call() -> None:
                         try:

@@ -14,9 +14,8 @@ import pytest
 from quart import Blueprint, Quart
 
 from reco.api.app import create_app
-from reco.api.problems import Problem
 from reco.api.state import AppState, state
-from reco.impressions.buffer import ImpressionBuffer
+from reco.impressions.buffer import BufferFull, ImpressionBuffer
 from reco.impressions.model import Impression, ServedItem
 from reco.impressions.rows import impression_columns, message_key, outbox_rows
 from reco.observability.readiness import Readiness
@@ -102,20 +101,22 @@ class TestSyncMode:
             assert buf.statistics().dropped == 0
 
     async def test_answers_503_after_the_bound(self) -> None:
-        """In sync mode a submit that finds no room within the bound raises a 503 problem."""
+        """In sync mode a submit that finds no room within the bound raises BufferFull (the
+        API's 503: test_sync_mode_answers_503_problem_after_the_bound)."""
         with buffer(BackgroundMode.SYNC, capacity=1) as buf:
             await buf.submit(impression())
-            with pytest.raises(Problem) as caught:
+            with pytest.raises(BufferFull) as caught:
                 await buf.submit(impression())
-            assert caught.value.status == 503
+            assert caught.value.reason == "buffer full"
             assert buf.statistics().dropped == 1
 
     async def test_closed_buffer_refuses(self) -> None:
         """After close (shutdown), a submit is refused and counted, not lost silently."""
         with buffer(BackgroundMode.SYNC) as buf:
             buf.close()
-            with pytest.raises(Problem):
+            with pytest.raises(BufferFull) as caught:
                 await buf.submit(impression())
+            assert caught.value.reason == "shutting down"
             assert buf.statistics().closed
             assert buf.statistics().dropped == 1
 

@@ -8,7 +8,8 @@ import anyio
 import pytest
 
 from reco.errors import StartupError
-from reco.supervisor import EXIT_CRASHED, EXIT_OK, Component, Supervisor
+from reco.lifecycle import Component
+from reco.supervisor import DEFAULT_SHARES_TOTAL, EXIT_CRASHED, EXIT_OK, Supervisor
 from tests.support.fakes import FakeComponent
 from tests.support.logs import Logs, captured_logs
 
@@ -48,6 +49,17 @@ def supervisor(
     )  # fmt: skip
 
 
+async def stop_timed(sup: Supervisor) -> float:
+    """Run ``sup`` until started, request the stop; seconds from the request to the end."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sup.run)
+        with anyio.fail_after(BOUND):
+            await sup.wait_started()
+        began = anyio.current_time()
+        sup.request_stop()
+    return anyio.current_time() - began
+
+
 def of_kind(journal: Journal, kind: str) -> list[str]:
     return [name for what, name in journal if what == kind]
 
@@ -73,7 +85,7 @@ class TestStartAndStop:
         assert journal.index(("not ready", "-")) < journal.index(("stop requested", "c"))
 
     async def test_stop_drains_within_budget(self, journal: Journal) -> None:
-        """A component that honours stop_nowait returns by itself; nothing is cancelled."""
+        """A component that honours its stop returns by itself; nothing is cancelled."""
         sup = supervisor([FakeComponent("a", journal)], shutdown=BOUND)
         statuses: list[int] = []
         with anyio.fail_after(BOUND):
@@ -100,19 +112,13 @@ class TestStartAndStop:
     async def test_stubborn_component_is_cancelled_when_budget_is_spent(
         self, journal: Journal
     ) -> None:
-        """One that ignores stop_nowait is cancelled after shutdown_timeout, the rest drain."""
+        """One that ignores its stop is cancelled at the end of its share, the rest stop."""
         parts = [FakeComponent("a", journal), FakeComponent("b", journal, ignore_stop=True)]
-        sup = supervisor(parts, shutdown=0.2)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(sup.run)
-            with anyio.fail_after(BOUND):
-                await sup.wait_started()
-            began = anyio.current_time()
-            sup.request_stop()
-        elapsed = anyio.current_time() - began
+        elapsed = await stop_timed(supervisor(parts, shutdown=0.2))
         assert of_kind(journal, "cancelled") == ["b"]
         assert of_kind(journal, "stopped") == ["a"]
-        assert 0.15 <= elapsed < BOUND
+        share = 0.2 * DEFAULT_SHARES_TOTAL / 2
+        assert share * 0.9 <= elapsed < BOUND
 
     async def test_stop_during_start_up_abandons_it(self, journal: Journal) -> None:
         """A stop request while a component is starting cancels that start, stops the rest."""
@@ -244,6 +250,42 @@ class TestCrash:
 
                 tg.start_soon(run)
                 await sup.wait_started()
-                a.stop_nowait()  # behind the supervisor's back
+                a.stop.request(1.0)  # behind the supervisor's back
         assert statuses == [EXIT_CRASHED]
         assert of_kind(journal, "stopped") == ["a", "b"]
+
+
+class TestShares:
+    def test_shares_must_add_up_to_less_than_the_whole(self, journal: Journal) -> None:
+        parts = [FakeComponent("a", journal), FakeComponent("b", journal)]
+        with pytest.raises(ValueError, match="add up to 1"):
+            Supervisor(parts, startup_timeout=1, shutdown_timeout=1, shares={"a": 0.5, "b": 0.5})
+
+    def test_every_component_needs_a_share(self, journal: Journal) -> None:
+        parts = [FakeComponent("a", journal), FakeComponent("b", journal)]
+        with pytest.raises(ValueError, match="no shutdown share for b"):
+            Supervisor(parts, startup_timeout=1, shutdown_timeout=1, shares={"a": 0.5})
+
+    async def test_an_overrun_is_cancelled_at_its_own_deadline_and_named(
+        self, journal: Journal, logs: Logs
+    ) -> None:
+        """A stubborn component loses only its own share; the next one still gets all of its
+        own, and the log names the one that overran."""
+        parts = [
+            FakeComponent("first", journal),
+            FakeComponent("stubborn", journal, ignore_stop=True),
+        ]
+        sup = Supervisor(
+            parts, startup_timeout=BOUND, shutdown_timeout=1.0, handle_signals=False,
+            shares={"first": 0.5, "stubborn": 0.2},
+        )  # fmt: skip
+        elapsed = await stop_timed(sup)
+        assert of_kind(journal, "cancelled") == ["stubborn"]
+        assert of_kind(journal, "stopped") == ["first"]
+        assert 0.18 <= elapsed < 0.7  # the stubborn one's share, not the whole budget
+        overran = [
+            e for e in logs if e["event"] == "component overran its shutdown share; cancelled"
+        ]
+        assert [e["component"] for e in overran] == ["stubborn"]
+        stopped = {e["component"]: e["how"] for e in logs if e["event"] == "component stopped"}
+        assert stopped == {"stubborn": "cancelled", "first": "stopped"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,9 @@ from tests.support.deploy import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 ACTIONLINT = Path(sys.executable).parent / "actionlint"
+# owner/repo[/path]@<40 hex digits> # <tag>: a commit cannot be moved the way a tag can.
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+TAG_COMMENT = re.compile(r"uses: \S+ # v\d+\.\d+\.\d+$")
 
 
 def run_actionlint(path: Path) -> subprocess.CompletedProcess[str]:
@@ -38,6 +42,17 @@ class TestWorkflow:
         broken = tmp_path / "broken.yml"
         broken.write_text(WORKFLOW.read_text().replace("${{ github.ref }}", "${{ github.reff }}"))
         assert run_actionlint(broken).returncode != 0
+
+    def test_every_action_is_pinned_by_commit_sha(self) -> None:
+        """Each `uses:` names a full 40-hex commit, and its line names the tag in a comment."""
+        uses = [step["uses"] for step in steps() if "uses" in step]
+        assert uses
+        for ref in uses:
+            assert PINNED.match(ref), ref
+        lines = [line for line in WORKFLOW.read_text().splitlines() if "uses:" in line]
+        assert len(lines) == len(uses)
+        for line in lines:
+            assert TAG_COMMENT.search(line), line
 
     def test_runs_the_ci_recipes(self) -> None:
         """Every recipe .ci/run runs is a step, and so are the short profiles."""

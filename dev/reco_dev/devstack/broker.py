@@ -11,7 +11,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from reco.devstack.ports import free_port, wait_for_port
+from reco_dev.devstack.ports import free_port, wait_for_port
 
 
 def broker_binary() -> str:

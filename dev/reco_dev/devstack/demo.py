@@ -23,8 +23,9 @@ import attrs
 from reco.db import admin, migrations
 from reco.db.pool import connect
 from reco.db.queries.items import Item, upsert_items
-from reco.engine import folding, ingest
+from reco.engine import ingest
 from reco.events import WatchEvent
+from reco.folder import folding
 from reco.settings import Settings
 
 SEED = 16

@@ -3,7 +3,7 @@
 A component of its own (under the root task group, like the consumer): every
 ``cooccurrence_fold_interval`` it folds the pair increments that committed
 batches appended to ``item_cooccurrence_deltas`` into ``item_cooccurrence``
-(reco/engine/folding.py has the statement and why), in
+(reco/folder/folding.py has the statement and why), in
 ``cooccurrence_fold_parts`` loops that fold disjoint parts of the pair space
 at the same time (one database backend each). Every instance runs one; an
 advisory lock per part lets one fold of each part at a time, so instances
@@ -15,9 +15,9 @@ and a stop is honoured between two chunks.
 
 A failed fold rolls back whole (nothing is lost: the increments stay
 pending), is counted in ``reco_cooccurrence_fold_errors_total`` and retried
-with backoff. Stop: a chunk in progress gets ``consumer_drain_timeout`` to
-commit; cancelled after that, it rolls back and another folder (or this one,
-after a restart) takes the same increments.
+with backoff. Stop (reco/lifecycle.py): a chunk in progress gets the work part
+of the share to commit; cancelled after that, it rolls back and another folder
+(or this one, after a restart) takes the same increments.
 """
 
 from __future__ import annotations
@@ -26,16 +26,17 @@ import time
 
 import anyio
 import anyio.abc
-import stamina
 
 from reco.db.classify import is_transient
 from reco.db.pool import Database
-from reco.engine import folding
+from reco.folder import folding
+from reco.lifecycle import Stop, Work
 from reco.observability import metrics
 from reco.observability.logs import get_logger
+from reco.retry import retrying
 from reco.settings import Settings
 
-log = get_logger("reco.consumer.folder")
+log = get_logger("reco.folder")
 
 
 class CooccurrenceFolder:
@@ -44,60 +45,49 @@ class CooccurrenceFolder:
     def __init__(self, settings: Settings, database: Database) -> None:
         self.settings = settings
         self.database = database
-        self._scope = anyio.CancelScope()
-        self._folding = 0  # folds in progress (one per part at most)
-        self._stopping = False
+        self._stop = Stop()  # the supervisor's, from run()
 
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
+        self._stop = stop
         task_status.started()
         parts = self.settings.cooccurrence_fold_parts
-        with self._scope:
-            async with anyio.create_task_group() as tg:
-                for part in range(parts):
-                    tg.start_soon(self._fold_loop, part, parts)
+        async with anyio.create_task_group() as tg:
+            for part in range(parts):
+                tg.start_soon(self._fold_loop, part, parts)
 
     async def _fold_loop(self, part: int, parts: int) -> None:
-        while not self._stopping:
-            await self._fold_retrying(part, parts)
-            if not self._stopping:
-                await anyio.sleep(self.settings.cooccurrence_fold_interval)
+        with self._stop.work() as work:  # on stop: ends after the chunk in hand
+            while not self._stop.requested:
+                await self._fold_retrying(part, parts, work)
+                with self._stop.idle():
+                    await anyio.sleep(self.settings.cooccurrence_fold_interval)
 
-    def stop_nowait(self) -> None:
-        """Stop now between folds; a fold in progress gets ``consumer_drain_timeout``."""
-        self._stopping = True
-        if self._folding:
-            drain_at = anyio.current_time() + self.settings.consumer_drain_timeout
-            self._scope.deadline = min(self._scope.deadline, drain_at)
-        else:
-            self._scope.cancel()
-
-    async def _fold_retrying(self, part: int, parts: int) -> None:
+    async def _fold_retrying(self, part: int, parts: int, work: Work) -> None:
         cfg = self.settings
         # Transient errors only: the input (committed increments) is ours and validated,
         # so anything else is a bug, and it stops the process rather than spin.
-        async for attempt in stamina.retry_context(
-            on=is_transient, attempts=None, timeout=None,
-            wait_initial=cfg.cooccurrence_fold_interval, wait_max=cfg.kafka_retry_max,
-        ):  # fmt: skip
+        async for attempt in retrying(
+            is_transient, initial=cfg.cooccurrence_fold_interval, maximum=cfg.db_retry_max
+        ):
             with attempt:
-                await self._fold_once(part, parts)
+                await self._fold_once(part, parts, work)
 
-    async def _fold_once(self, part: int, parts: int) -> None:
+    async def _fold_once(self, part: int, parts: int, work: Work) -> None:
         """One pass over the increments' pages, chunk by chunk (a transaction each)."""
         async with self.database.connection() as conn:
             size = await folding.table_blocks(conn)
         for first, blocks in folding.chunks(size, self.settings.cooccurrence_fold_chunk_blocks):
-            if self._stopping or not await self._fold_chunk(part, parts, first, blocks):
+            if self._stop.requested:
                 return
+            with work.in_hand():
+                if not await self._fold_chunk(part, parts, first, blocks):
+                    return
 
     async def _fold_chunk(self, part: int, parts: int, first: int, blocks: int) -> bool:
         """Fold one chunk; False when another instance is folding this part."""
         began = time.perf_counter()
-        self._folding += 1
         try:
-            async with self.database.connection() as conn:
+            async with self.database.connection() as conn, conn.transaction():
                 folded = await folding.fold(
                     conn, statement_timeout=self.settings.cooccurrence_fold_timeout,
                     part=part, parts=parts, first_block=first, blocks=blocks,
@@ -106,8 +96,6 @@ class CooccurrenceFolder:
             metrics.cooccurrence_fold_errors.inc({})
             log.warning("co-occurrence fold failed; retrying", part=part, error=repr(exc))
             raise
-        finally:
-            self._folding -= 1
         if folded is None:
             return False  # another instance is folding
         metrics.cooccurrence_folds.inc({"part": str(part)})

@@ -17,7 +17,8 @@ import anyio
 import anyio.abc
 import attrs
 
-from reco.devstack import demo
+from reco.lifecycle import Stop
+from reco_dev.devstack import demo
 
 TOKEN_BYTES = 32  # token_urlsafe(32): 43 characters, above the production minimum of 32
 
@@ -85,12 +86,8 @@ class Welcome:
     text: str
     stream: TextIO | None = None
     name: str = "welcome"
-    _stop: anyio.Event = attrs.field(factory=anyio.Event, init=False)
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
         print(self.text, file=self.stream or sys.stdout, flush=True)
         task_status.started()
-        await self._stop.wait()
-
-    def stop_nowait(self) -> None:
-        self._stop.set()
+        await stop.wait()

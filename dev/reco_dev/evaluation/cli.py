@@ -1,6 +1,6 @@
 """``reco evaluate PATH [--url URL] [--protocol NAME]...``: replay a ratings file, score it.
 
-Each protocol (reco/evaluation/data.py: per-user last 20%, global time cut
+Each protocol (reco_dev/evaluation/data.py: per-user last 20%, global time cut
 at the 80th percentile, and two held back) splits the file, and the
 training half goes to a fresh service; the default is every protocol, each
 with its own embedded stack (with ``--url``: only the first, or the one
@@ -33,11 +33,11 @@ import stamina
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from reco.devstack.ports import free_port
-from reco.evaluation import baselines, data, metrics, replay
-from reco.evaluation.client import Client, HttpError
-from reco.evaluation.service import ServiceFailed, environment, service_process
 from reco.settings import Settings
+from reco_dev.devstack.ports import free_port
+from reco_dev.evaluation import baselines, data, metrics, replay
+from reco_dev.evaluation.client import Client, HttpError
+from reco_dev.evaluation.service import ServiceFailed, environment, service_process
 
 K = 10
 EXIT_USAGE = 2
@@ -162,7 +162,7 @@ def _own_service(settings: Settings, dataset: Dataset, users: list[str],
     """Start the stack (unless given) and the service process; feed it and ask it."""
     if not embedded:
         return _with_process(settings, dataset, users)
-    from reco.devstack.stack import DEV_DATABASE, embedded_stack
+    from reco_dev.devstack.stack import DEV_DATABASE, embedded_stack
 
     # The embedded server's start-up check can fail while it is still starting
     # ("rejecting connections"); a second start is cheap.
@@ -177,7 +177,7 @@ def _own_service(settings: Settings, dataset: Dataset, users: list[str],
 
 def _with_process(settings: Settings, dataset: Dataset,
                   users: list[str]) -> tuple[dict[str, replay.Answer], str]:  # fmt: skip
-    from reco.devstack.topics import create_topics
+    from reco_dev.devstack.topics import create_topics
 
     settings = attrs.evolve(
         settings, http_bind=f"127.0.0.1:{free_port()}", migrate_on_start=True,

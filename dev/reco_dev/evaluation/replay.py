@@ -21,10 +21,10 @@ import anyio
 import attrs
 from aiokafka import AIOKafkaProducer
 
-from reco.evaluation.client import Client, metric_samples, metric_total, recommendations_path
-from reco.evaluation.data import Item, Rating
-from reco.evaluation.progress import Progress
 from reco.events import WatchEvent
+from reco_dev.evaluation.client import Client, metric_samples, metric_total, recommendations_path
+from reco_dev.evaluation.data import Item, Rating
+from reco_dev.evaluation.progress import Progress
 
 BATCH = 1000  # events per POST /v1/events, and produced between waits for the acks
 ITEM_BATCH = 1000  # the API's limit per POST /v1/items

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import attrs
 
-from reco.evaluation.client import Client
 from reco.settings import Settings, env_name
+from reco_dev.evaluation.client import Client
 
 READY_POLL = 0.05
 

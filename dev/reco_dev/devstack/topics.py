@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from reco.observability.logs import get_logger
 from reco.settings import Settings
 
-log = get_logger("reco.devstack")
+log = get_logger("reco_dev.devstack")
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
 PARTITIONS = 4

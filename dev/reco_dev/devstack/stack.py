@@ -8,8 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from reco.devstack.broker import EmbeddedBroker
-from reco.devstack.postgres import EmbeddedPostgres
+from reco_dev.devstack.broker import EmbeddedBroker
+from reco_dev.devstack.postgres import EmbeddedPostgres
 
 DEV_DATABASE = "reco"
 

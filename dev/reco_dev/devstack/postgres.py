@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from reco.devstack.ports import free_port, wait_for_port
+from reco_dev.devstack.ports import free_port, wait_for_port
 
 SYSTEM_USER = "embedded_postgres"
 

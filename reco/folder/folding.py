@@ -77,18 +77,22 @@ async def fold(
     rows, each under its own lock (``LOCK_KEY + part``). Folders that disagree on
     ``parts`` stay correct (each increment is deleted, so folded, by one transaction
     only) but may wait for each other's rows. ``statement_timeout`` (seconds) replaces
-    the pool's statement timeout for this one transaction.
+    the pool's statement timeout for the rest of the transaction.
+
+    The caller owns the transaction (one per chunk): the part's lock and the fold
+    commit together.
     """
+    if not conn.is_in_transaction():
+        raise RuntimeError("fold() runs inside the caller's transaction")
     last = min(first_block + blocks, 2**32 - 1)
-    async with conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_KEY + part):
-            return None
-        await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
-        folded: int = await conn.fetchval(
-            _FOLD, part, parts, f"({first_block},0)", f"({last},0)",
-            timeout=statement_timeout + 1,
-        )  # fmt: skip
-        return folded
+    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_KEY + part):
+        return None
+    await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
+    folded: int = await conn.fetchval(
+        _FOLD, part, parts, f"({first_block},0)", f"({last},0)",
+        timeout=statement_timeout + 1,
+    )  # fmt: skip
+    return folded
 
 
 async def table_blocks(conn: asyncpg.Connection) -> int:
@@ -117,13 +121,15 @@ async def fold_pass(
     parts: int = 1,
 ) -> int | None:
     """One pass over the table's pages, ``chunk_blocks`` at a time, each chunk in its own
-    transaction; rows folded, or None when another folder held the part at the start."""
+    transaction (owned here: this is a caller of :func:`fold`); rows folded, or None when
+    another folder held the part at the start."""
     total: int | None = None
     for first, blocks in chunks(await table_blocks(conn), chunk_blocks):
-        folded = await fold(
-            conn, statement_timeout=statement_timeout, part=part, parts=parts,
-            first_block=first, blocks=blocks,
-        )  # fmt: skip
+        async with conn.transaction():
+            folded = await fold(
+                conn, statement_timeout=statement_timeout, part=part, parts=parts,
+                first_block=first, blocks=blocks,
+            )  # fmt: skip
         if folded is None:
             return total  # another folder took the part over: it finishes the pass
         total = (total or 0) + folded
@@ -139,5 +145,7 @@ async def pending(conn: asyncpg.Connection) -> bool:
 async def fold_all(conn: asyncpg.Connection, *, statement_timeout: float) -> None:
     """Fold until nothing committed is pending, waiting out other folders (tools and tests)."""
     while await pending(conn):
-        if await fold(conn, statement_timeout=statement_timeout) is None:
+        async with conn.transaction():
+            folded = await fold(conn, statement_timeout=statement_timeout)
+        if folded is None:
             await anyio.sleep(0.01)  # another folder holds the lock

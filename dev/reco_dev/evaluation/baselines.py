@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from reco.evaluation.data import Rating
+from reco_dev.evaluation.data import Rating
 
 K = 10
 EASE_LAMBDA = 500.0
