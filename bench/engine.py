@@ -6,7 +6,8 @@ Starts an embedded PostgreSQL (fsync off), replays the file's training split
 in 1000-event batches through the consumer's write path, and prints
 per-statement timings of apply_events, then for_user latency percentiles
 for every user, next to a trivial `SELECT 1` round trip measured in the same
-run (the ceiling).
+run (the ceiling); then runs `reco train` on the replayed history and
+measures for_user again with the trained model mixed in.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from reco.engine.recommender import Recommender
 from reco.folder import folding
 from reco.observability.readiness import Readiness
 from reco.settings import Settings
+from reco.training import job
 
 DEFAULT = Path(__file__).resolve().parents[3] / "shared/datasets/ml-100k/ml-100k.inter"
 BATCH = 1000
@@ -129,7 +131,8 @@ async def read_side(conn: asyncpg.Connection, url: str, users: list[str]) -> Non
         t0 = time.perf_counter()
         await conn.fetchval("SELECT 1")
         t1 = time.perf_counter()
-        history = await queries.history(conn, user)
+        _, read = await queries.history(conn, user)
+        history = read or []
         t2 = time.perf_counter()
         found, infos = await queries.neighbours(conn, scoring.seeds_of(history), scoring.NEIGHBOURS)
         t3 = time.perf_counter()
@@ -147,11 +150,22 @@ async def read_side(conn: asyncpg.Connection, url: str, users: list[str]) -> Non
     ]:
         report(name, values)
     await for_user(url, users)
+    await for_user(url, users, "live only, every list scored", list_cache=0)
+    t0 = time.perf_counter()
+    trained = await job.train(conn, Settings(database_url=url, train_evaluate=False))
+    assert trained is not None
+    print(f"  reco train (in process, one fit): {time.perf_counter() - t0:.1f} s, "
+          f"version {trained.version}, {trained.items} items")  # fmt: skip
+    await for_user(url, users, "with the trained model")
+    await for_user(url, users, "with the trained model, every list scored", list_cache=0)
 
 
-async def for_user(url: str, users: list[str]) -> None:
-    """Recommender.for_user end to end (with its per-process caches), random users."""
-    settings = Settings.from_flat(database_url=url, recs_cache_ttl=1.0)
+async def for_user(url: str, users: list[str], label: str = "", list_cache: int = 20_000) -> None:
+    """Recommender.for_user end to end (with its per-process caches), random users;
+    ``list_cache=0`` scores every list (the cost of a user whose history just changed)."""
+    settings = Settings.from_flat(
+        database_url=url, recs_cache_ttl=1.0, recs_list_cache_size=list_cache
+    )
     database = Database(settings.database, Readiness(), migrate=settings.should_migrate_on_start)
     await database.open()
     recommender = Recommender(database, settings.engine)
@@ -163,7 +177,8 @@ async def for_user(url: str, users: list[str]) -> None:
         await recommender.for_user(rng.choice(users), limit=10)
         took.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - began
-    report(f"for_user x{len(took)} ({len(took) / elapsed:,.0f}/s, 1 client)", took)
+    name = f"for_user x{len(took)} ({len(took) / elapsed:,.0f}/s, 1 client)"
+    report(f"{name} {label}".strip(), took)
     await database.aclose()
 
 

@@ -1,4 +1,4 @@
-"""The ``reco`` command: serve, migrate, check-migrations, check-aggregates.
+"""The ``reco`` command: serve, migrate, check-migrations, check-aggregates, train.
 
 Other distributions add commands through the ``reco.commands`` entry points:
 the development package (dev/, ``reco_dev``) adds ``dev`` and ``evaluate``.
@@ -38,6 +38,9 @@ def _parser(plugins: dict[str, Command]) -> argparse.ArgumentParser:
         "check-aggregates",
         help="recompute history, popularity and co-occurrence from watch_events and compare",
     )
+    sub.add_parser(
+        "train", help="fit item neighbours from the watch history; store a model version"
+    )
     for name, command in plugins.items():
         command.configure(sub.add_parser(name, help=command.help))
     return parser
@@ -53,7 +56,7 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace, settings: Settings) -> int: ...
 
 
-BUILT_IN = frozenset({"serve", "migrate", "check-migrations", "check-aggregates"})
+BUILT_IN = frozenset({"serve", "migrate", "check-migrations", "check-aggregates", "train"})
 
 
 def _plugins() -> dict[str, Command]:
@@ -107,6 +110,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from reco import audit
 
         return anyio.run(audit.check_command, settings)
+    if args.command == "train":
+        from reco.training import job
+
+        return anyio.run(job.train_command, settings, backend="asyncio")
     raise AssertionError(args.command)
 
 

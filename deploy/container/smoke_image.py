@@ -147,6 +147,9 @@ def smoke(tool: Smoke, stack_dir: Path) -> None:
                "-e", "RECO_MIGRATE_ON_START=false", "-e", f"RECO_HTTP_BIND=127.0.0.1:{port}"]  # fmt: skip
         done = tool.container(env, "migrate")
         tool.check("reco migrate exits 0", done.returncode == 0, failed(done))
+        # numpy and scipy load in the hardened image (read-only root, no compiler, /tmp only).
+        done = tool.container(env, "train")
+        tool.check("reco train exits 0 (empty history)", done.returncode == 0, failed(done))
         tool.run("rm", "-f", "reco-smoke")
         done = tool.container(env, detach=True)
         tool.check("reco serve starts", done.returncode == 0, failed(done))

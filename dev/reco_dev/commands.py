@@ -46,7 +46,8 @@ class Dev:
 
 
 class Evaluate:
-    """``reco evaluate PATH [--url URL]``: offline quality (reco_dev.evaluation.cli)."""
+    """``reco evaluate PATH [--url URL] [--protocol NAME]...``: offline quality
+    (reco_dev.evaluation.cli)."""
 
     help = "offline quality evaluation on a ratings file"
     logs_to_stderr = True  # the report goes to stdout
@@ -54,11 +55,14 @@ class Evaluate:
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("path", type=Path)
         parser.add_argument("--url", default=None, help="use a running service instead of dev")
+        parser.add_argument("--protocol", action="append", default=None,
+                            help="per-user, time-80, time-90 or last-one (repeatable; "
+                                 "default: all, or per-user with --url)")  # fmt: skip
 
     def run(self, args: argparse.Namespace, settings: Settings) -> int:
         from reco_dev.evaluation import cli
 
-        return cli.run(settings, args.path, args.url)
+        return cli.run(settings, args.path, args.url, protocols=args.protocol)
 
 
 dev_command = Dev()

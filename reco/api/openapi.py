@@ -151,7 +151,10 @@ def _read_schemas() -> dict[str, Schema]:
                                   "description": "Names this list in impressions."},
             "user_id": {"type": ["string", "null"],
                         "description": "The user; null for similar and popular lists."},
-            "algorithm": {"type": "string"},
+            "algorithm": {"type": "string", "description": (
+                "What the list was scored from: trending, popular, cooccurrence, or with a "
+                "trained model its method and version (ease@v12), joined by + "
+                "(cooccurrence+ease@v12); impressions record the same value.")},
             "items": {"type": "array", "items": ref("RecommendedItem"),
                       "maxItems": validation.MAX_LIMIT},
         },

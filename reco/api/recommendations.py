@@ -23,7 +23,7 @@ from reco.api import validation
 from reco.api.dependencies import recommender, register_unavailable
 from reco.api.problems import Problem
 from reco.api.state import state
-from reco.engine.recommender import RecommendationList, ScoredItem
+from reco.engine.recommender import RecommendationList, ScoredItem, algorithm_family
 from reco.impressions.model import Impression, ServedItem
 from reco.observability import metrics
 
@@ -76,7 +76,7 @@ async def _serve(endpoint: str, user_id: str | None, recs: RecommendationList) -
     """Record the impression, count the list, and answer it."""
     recommendation_id = uuid.uuid4()
     await state().impressions.submit(impression(recommendation_id, endpoint, user_id, recs))
-    metrics.recommendations_served_tally.inc(endpoint, recs.algorithm)
+    metrics.recommendations_served_tally.inc(endpoint, algorithm_family(recs.algorithm))
     body = encode_list(recommendation_id, user_id, recs)
     return Response(body, content_type="application/json")
 

@@ -56,6 +56,8 @@ class ModelCache:
         self.syncs = 0  # syncs done so far
         self._changed_in: dict[str, int] = {}  # item -> the sync that last saw it change
         self._reset_in = 0  # the last sync that started afresh or changed the inactive set
+        self.model: tuple[int, str] | None = None  # the active trained model (version, method)
+        self._trained: dict[str, Neighbours] = {}  # seed -> its list in ``model``
 
     def unchanged_since(self, sync: int, seeds: Sequence[str]) -> bool:
         """True when no sync after ``sync`` changed the inactive set or one of ``seeds``."""
@@ -96,10 +98,35 @@ class ModelCache:
             self._evict()
         return found
 
+    async def trained(
+        self, conn: asyncpg.Connection, seeds: Sequence[str]
+    ) -> dict[str, Neighbours]:
+        """The active trained model's lists for ``seeds`` ({} each without a model).
+
+        A version's lists never change, so they are kept until the version does.
+        """
+        if self.model is None:
+            return {}
+        version = self.model[0]
+        found = {s: n for s in seeds if (n := self._trained.get(s)) is not None}
+        missing = [s for s in seeds if s not in found]
+        if missing:
+            fetched, infos = await queries.trained(conn, version, missing)
+            if self.model is None or self.model[0] != version:
+                return found  # switched meanwhile: the next request reads the new one
+            self.items.update(infos)
+            self._trained.update(fetched)
+            found.update(fetched)
+            excess = len(self._trained) - NEIGHBOURS_CACHED
+            for seed in list(itertools.islice(self._trained, max(excess, 0))):
+                del self._trained[seed]
+        return found
+
     async def _sync(self, conn: asyncpg.Connection) -> None:
         began = time.monotonic()
         since = None if self._mark is None else self._mark - OVERLAP
-        mark, changed, inactive = await queries.model_changes(conn, since)
+        changes = await queries.model_changes(conn, since)
+        mark, changed, inactive = changes.now, changes.changed, changes.inactive
         self.trending = await queries.trending(conn, limit=TRENDING_CACHED)
         self.syncs += 1
         if since is None:
@@ -111,6 +138,10 @@ class ModelCache:
             self._neighbours.pop(item, None)
             self._changed_in[item] = self.syncs
         if (now_inactive := frozenset(inactive)) != self.inactive:
+            self._reset_in = self.syncs
+        if changes.model != self.model:  # a new version: every kept list is stale
+            self._trained.clear()
+            self.model = changes.model
             self._reset_in = self.syncs
         self.inactive = now_inactive
         self._mark = mark

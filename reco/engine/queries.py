@@ -9,6 +9,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 import asyncpg
+import attrs
 
 from reco.engine.scoring import ItemInfo, Neighbours, normalise
 
@@ -74,7 +75,7 @@ ORDER BY p.user_count DESC, i.item_id LIMIT $2
 # The database's clock, the items whose model data changed since $1 (all when
 # NULL: the caller starts empty): counts (item_popularity, stamped by the
 # consumer) or neighbour lists (item_neighbour_changes, stamped by the folder);
-# and the inactive items.
+# the inactive items; and the active trained model version (NULL: none).
 _CHANGES = """
 SELECT clock_timestamp() AS now,
        CASE WHEN $1::timestamptz IS NULL THEN '{}'::text[]
@@ -82,7 +83,20 @@ SELECT clock_timestamp() AS now,
                        UNION
                        SELECT item_id FROM item_neighbour_changes WHERE changed_at > $1)
        END AS changed,
-       ARRAY(SELECT item_id FROM items WHERE NOT active) AS inactive
+       ARRAY(SELECT item_id FROM items WHERE NOT active) AS inactive,
+       m.version AS model_version, m.method AS model_method
+FROM (SELECT 1) AS one LEFT JOIN model_versions m ON m.active
+"""
+
+# A trained model's neighbours of each seed (sql/0005_trained_models.sql), with
+# what scoring needs; a seed the model does not know has no row.
+_TRAINED = f"""
+SELECT m.item_id AS seed, n.weight, {_ITEM_COLUMNS}
+FROM model_neighbours m
+CROSS JOIN LATERAL unnest(m.neighbours, m.weights) AS n(other, weight)
+JOIN items i ON i.item_id = n.other
+JOIN item_popularity p ON p.item_id = n.other
+WHERE m.version = $1 AND m.item_id = ANY($2::text[])
 """
 
 _ITEM_USERS = """
@@ -144,13 +158,40 @@ async def popular(conn: asyncpg.Connection, *, genres: Sequence[str],
     return [_info(r) for r in await conn.fetch(_POPULAR, list(genres), limit)]
 
 
-async def model_changes(
-    conn: asyncpg.Connection, since: dt.datetime | None
-) -> tuple[dt.datetime, list[str], list[str]]:
-    """(database now, items changed since ``since``, inactive items)."""
+@attrs.frozen
+class Changes:
+    now: dt.datetime  # the database's clock
+    changed: list[str]  # items whose counts or neighbour lists changed since the mark
+    inactive: list[str]
+    model: tuple[int, str] | None  # the active trained model: (version, method)
+
+
+async def model_changes(conn: asyncpg.Connection, since: dt.datetime | None) -> Changes:
+    """What changed since ``since`` (see :class:`Changes`)."""
     row = await conn.fetchrow(_CHANGES, since)
     assert row is not None
-    return row["now"], list(row["changed"]), list(row["inactive"])
+    model = None
+    if row["model_version"] is not None:
+        model = (int(row["model_version"]), str(row["model_method"]))
+    return Changes(row["now"], list(row["changed"]), list(row["inactive"]), model)
+
+
+async def trained(
+    conn: asyncpg.Connection, version: int, seeds: Sequence[str]
+) -> tuple[dict[str, Neighbours], dict[str, ItemInfo]]:
+    """Each seed's neighbours in model ``version``, strongest first ({} for a seed the
+    model does not know), and the infos of those neighbours."""
+    rows = await conn.fetch(_TRAINED, version, list(seeds))
+    found: dict[str, dict[str, float]] = {seed: {} for seed in seeds}
+    infos: dict[str, ItemInfo] = {}
+    for r in rows:
+        infos.get(r["item_id"]) or infos.setdefault(r["item_id"], _info(r))
+        found[r["seed"]][r["item_id"]] = float(r["weight"])
+    ordered: dict[str, Neighbours] = {
+        seed: dict(sorted(weights.items(), key=lambda n: (-n[1], n[0])))
+        for seed, weights in found.items()
+    }
+    return ordered, infos
 
 
 async def item_users(conn: asyncpg.Connection, item_id: str) -> int | None:

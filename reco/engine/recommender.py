@@ -4,7 +4,11 @@ Handlers depend on this interface only; how lists are scored (reco/engine/
 scoring.py, pure) and which aggregates are read is the engine's business.
 
 for_user costs one query on the hot path: the user's version stamp, always
-read fresh, so a committed watch shows in the next list. While the stamp and
+read fresh, so a committed watch shows in the next list. With a trained model
+active (``reco train``), the lists of the user's most recent items in that
+version are read as well (cached per process until the version changes) and
+mixed into the personal score (reco/engine/scoring.py); the list's
+``algorithm`` names the version. While the stamp and
 the model data of the user's seeds are unchanged, the list scored last time
 is served again (reco/engine/lists.py); otherwise the same query returns the
 history too, and the list is scored. Neighbour lists, the trending list and
@@ -25,6 +29,24 @@ from reco.engine.scoring import Reason, RecommendationList, ScoredItem
 from reco.settings import EngineSettings
 
 __all__ = ["Reason", "RecommendationList", "Recommender", "ScoredItem"]
+
+
+def algorithm_of(neighbours: dict[str, scoring.Neighbours],
+                 trained: dict[str, scoring.Neighbours],
+                 model: tuple[int, str] | None) -> str:  # fmt: skip
+    """What a list was scored from: ``cooccurrence``, ``<method>@v<version>`` (the trained
+    model version used), both joined by ``+``, or ``trending`` when neither had a say."""
+    parts = []
+    if any(neighbours.values()):
+        parts.append("cooccurrence")
+    if model is not None and any(trained.values()):
+        parts.append(f"{model[1]}@v{model[0]}")
+    return "+".join(parts) or "trending"
+
+
+def algorithm_family(algorithm: str) -> str:
+    """``algorithm`` without model versions: a bounded metric label."""
+    return "+".join(part.split("@", 1)[0] for part in algorithm.split("+"))
 
 
 class Recommender:
@@ -56,22 +78,27 @@ class Recommender:
             self.lists.misses += 1
             seeds = scoring.seeds_of(history)
             neighbours = await self.cache.neighbours(conn, seeds)
-        recs = await self._score(history, neighbours, limit, genres, exclude)
+            model = self.cache.model if self.settings.trained_weight > 0 else None
+            trained = {}
+            if model is not None:
+                trained = await self.cache.trained(conn, history[: scoring.TRAINED_SEEDS])
+        recs = await self._score(history, neighbours, limit, genres, exclude, trained, model)
         self.lists.put(key, version, sync, seeds, recs)
         return recs
 
     async def _score(
         self, history: list[str], neighbours: dict[str, scoring.Neighbours], limit: int,
         genres: Sequence[str], exclude: frozenset[str],
+        trained: dict[str, scoring.Neighbours], model: tuple[int, str] | None,
     ) -> RecommendationList:  # fmt: skip
         request = scoring.Request(limit, frozenset(genres), frozenset(exclude), self.cache.inactive)
         items = scoring.recommend(
-            history, neighbours, self.cache.items, self.cache.trending, request
-        )
+            history, neighbours, self.cache.items, self.cache.trending, request,
+            trained, self.settings.trained_weight,
+        )  # fmt: skip
         if len(items) < limit:
             items = await self._fill(items, request, frozenset(history))
-        algorithm = "cooccurrence" if any(neighbours.values()) else "trending"
-        return RecommendationList(algorithm, tuple(items))
+        return RecommendationList(algorithm_of(neighbours, trained, model), tuple(items))
 
     async def similar(self, item_id: str, *, limit: int) -> RecommendationList | None:
         """Items watched together with ``item_id``; None when the item is unknown."""

@@ -9,6 +9,13 @@ the same list. The model (docs/design.md, "Engine"):
   w is the proximity-weighted co-occurrence and n the number of users who
   watched the item (a cosine-like normalisation that stops blockbusters from
   being everyone's neighbour);
+- with a trained model (``reco train``, reco/training/), a candidate's model
+  score is the sum of the model's neighbour weights over the user's
+  TRAINED_SEEDS most recent items (uniform: the trained model already weighs
+  items against each other); both personal parts are scaled to [0, 1] over
+  the allowed candidates and mixed, the model's share ``trained_weight``,
+  the live co-occurrence's the rest: an item too new for the model still
+  scores through co-occurrence;
 - personal scores are scaled to [0, 1] and blended with trending popularity,
   weighted BLEND * PRIOR / (PRIOR + history length): strong for sparse users,
   a tie-breaker for heavy ones;
@@ -23,6 +30,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 
 import attrs
 
@@ -31,6 +39,7 @@ RECENCY = 0.8
 NEIGHBOURS = 100  # top-K neighbours read per seed (by raw co-occurrence weight)
 BLEND = 0.5
 PRIOR = 5.0
+TRAINED_SEEDS = 200  # most recent history items the trained model's score sums over
 
 
 @attrs.frozen
@@ -71,6 +80,7 @@ class ItemInfo:
 # collector does not even track a dict of strs to floats. What scoring needs
 # to know about the neighbour itself comes from an item-id -> ItemInfo mapping.
 Neighbours = Mapping[str, float]
+_NONE_LISTS: Mapping[str, Neighbours] = {}
 
 
 @attrs.frozen
@@ -102,8 +112,9 @@ def normalise(seed_users: int, rows: Iterable[tuple[ItemInfo, float]]) -> dict[s
     return dict(found)
 
 
-def personal_scores(seeds: Sequence[str], lists: Sequence[Neighbours]) -> dict[str, float]:
-    """Candidate -> sum_k RECENCY**k * w(s_k, j), seeds in order (0 = latest).
+def personal_scores(seeds: Sequence[str], lists: Sequence[Neighbours],
+                    recency: float = RECENCY) -> dict[str, float]:  # fmt: skip
+    """Candidate -> sum_k recency**k * w(s_k, j), seeds in order (0 = latest).
 
     The hot loop of a request (up to SEEDS * NEIGHBOURS steps): floats only,
     no per-candidate objects; filtering happens afterwards on key sets.
@@ -111,18 +122,18 @@ def personal_scores(seeds: Sequence[str], lists: Sequence[Neighbours]) -> dict[s
     totals: dict[str, float] = {}
     get = totals.get
     for k, weights in enumerate(lists[: len(seeds)]):
-        recency = RECENCY**k
+        factor = recency**k
         for item_id, weight in weights.items():
-            totals[item_id] = get(item_id, 0.0) + recency * weight
+            totals[item_id] = get(item_id, 0.0) + factor * weight
     return totals
 
 
 def candidates(
-    totals: Mapping[str, float], items: Mapping[str, ItemInfo], request: Request,
+    totals: Mapping[str, float] | AbstractSet[str], items: Mapping[str, ItemInfo], request: Request,
     seen: frozenset[str],
 ) -> set[str]:  # fmt: skip
     """The allowed candidates (see :func:`allowed`) that ``items`` knows about."""
-    found = totals.keys() - seen
+    found = (totals if isinstance(totals, AbstractSet) else totals.keys()) - seen
     found -= request.exclude
     found -= request.inactive
     found &= items.keys()
@@ -131,14 +142,41 @@ def candidates(
     return found
 
 
-def best_seed(item_id: str, seeds: Sequence[str], lists: Sequence[Neighbours]) -> str:
-    """The seed that contributed most to ``item_id``; ties keep the more recent seed."""
-    best, seed = -1.0, seeds[0]
+def best_seed(item_id: str, seeds: Sequence[str], lists: Sequence[Neighbours],
+              recency: float = RECENCY) -> str | None:  # fmt: skip
+    """The seed that contributed most to ``item_id`` (None: none did); ties keep the more
+    recent seed."""
+    best, seed = -1.0, None
     for k, weights in enumerate(lists[: len(seeds)]):
         weight = weights.get(item_id)
-        if weight is not None and (part := RECENCY**k * weight) > best:
+        if weight is not None and (part := recency**k * weight) > best:
             best, seed = part, seeds[k]
     return seed
+
+
+def mix(live: dict[str, float], model: Mapping[str, float], share: float,
+        allowed_ids: set[str]) -> dict[str, float]:  # fmt: skip
+    """``(1 - share) * live / max + share * model / max`` over ``allowed_ids``.
+
+    On the hot path (about a thousand candidates with a model): one pass to
+    read both parts, one to mix; model weights are positive (reco/training/).
+    """
+    live_get, model_get = live.get, model.get
+    parts = [(c, live_get(c, 0.0), model_get(c, 0.0)) for c in allowed_ids]
+    top_live = max([p[1] for p in parts], default=0.0) or 1.0
+    top_model = max([p[2] for p in parts], default=0.0) or 1.0
+    a, b = (1.0 - share) / top_live, share / top_model
+    return {c: a * x + b * y for c, x, y in parts}
+
+
+def summed(lists: Sequence[Neighbours]) -> dict[str, float]:
+    """Candidate -> the sum of its weights over ``lists`` (the model part: uniform)."""
+    totals: dict[str, float] = {}
+    get = totals.get
+    for weights in lists:
+        for item_id, weight in weights.items():
+            totals[item_id] = get(item_id, 0.0) + weight
+    return totals
 
 
 def recommend(
@@ -147,13 +185,16 @@ def recommend(
     items: Mapping[str, ItemInfo],
     trending: Sequence[ItemInfo],
     request: Request,
+    trained: Mapping[str, Neighbours] = _NONE_LISTS,
+    trained_weight: float = 0.0,
 ) -> list[ScoredItem]:
     """The ranked list for a user: personal candidates blended with trending, then fill.
 
     ``history`` is every item the user watched, most recent first;
     ``neighbours`` maps (at least) its seeds to their neighbours, whose infos
     are in ``items``; ``trending`` is the trending list (active items only),
-    strongest first.
+    strongest first; ``trained`` maps (at least) the user's TRAINED_SEEDS most
+    recent items to their lists in the active trained model.
 
     Only candidates that can still reach the top ``limit`` get a blended score
     (the trending part is at most ``weight``), and only the chosen ones become
@@ -163,7 +204,15 @@ def recommend(
     seeds = seeds_of(history)
     lists = [neighbours.get(seed, _NONE) for seed in seeds]
     totals = personal_scores(seeds, lists)
-    allowed_ids = candidates(totals, items, request, seen)
+    recent = list(history[:TRAINED_SEEDS])
+    model_lists = [trained.get(item, _NONE) for item in recent]
+    if trained_weight > 0 and any(model_lists):
+        model = summed(model_lists)
+        allowed_ids = candidates(totals.keys() | model.keys(), items, request, seen)
+        totals = mix(totals, model, trained_weight, allowed_ids)
+    else:
+        model_lists = []
+        allowed_ids = candidates(totals, items, request, seen)
     top_trend = trending[0].log_score if trending else 0.0  # strongest first
     weight = BLEND * PRIOR / (PRIOR + len(seen))
     chosen = []
@@ -178,7 +227,9 @@ def recommend(
         for negative, item_id in heapq.nsmallest(request.limit, blended):
             p = totals[item_id] / top_personal
             t = weight * _trend(items[item_id].log_score, top_trend)
-            reason = Reason("because_you_watched", best_seed(item_id, seeds, lists))
+            seed = (best_seed(item_id, seeds, lists)
+                    or best_seed(item_id, recent, model_lists, recency=1.0) or seeds[0])  # fmt: skip
+            reason = Reason("because_you_watched", seed)
             chosen.append(ScoredItem(item_id, items[item_id].title, -negative,
                                      reason if p >= t else _TRENDING))  # fmt: skip
     return fill(chosen, trending, request, seen, weight, top_trend)

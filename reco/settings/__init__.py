@@ -24,6 +24,7 @@ from reco.settings.sections import (
     LogFormat,
     RelaySettings,
     Settings,
+    TrainingSettings,
 )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "LogFormat",
     "RelaySettings",
     "Settings",
+    "TrainingSettings",
     "converter",
     "env_name",
     "evolve",

@@ -206,6 +206,26 @@ class EngineSettings:
 
     cache_ttl: float = setting(1.0, validator=_at_least_zero)
     list_cache_size: int = setting(20_000, validator=_at_least_zero)
+    # the trained model's share of a list's personal score (the live co-occurrence has
+    # the rest); 0 serves the live signals only, whatever model version is active
+    trained_weight: float = setting(0.5, validator=[_at_least_zero, attrs.validators.le(1)])
+
+
+@attrs.frozen
+class TrainingSettings:
+    """``reco train`` (a separate process, reco/training/)."""
+
+    ENV_PREFIX: ClassVar[str] = "RECO_TRAIN_"
+
+    lambda_: float = positive(500.0, env="RECO_TRAIN_LAMBDA")  # EASE's L2 penalty
+    neighbours: int = positive(100)  # stored per item
+    # above this many items, item-kNN on sparse co-counts instead of the exact EASE
+    exact_max_items: int = positive(20_000)
+    keep_versions: int = positive(3)
+    # the whole-history read and the neighbour write of one run
+    statement_timeout: float = positive(600.0)
+    # fit once more on the history before a time cut to store the model's own figures
+    evaluate: bool = True
 
 
 @attrs.frozen
@@ -231,6 +251,7 @@ class Settings:
     impressions: ImpressionSettings = attrs.field(factory=ImpressionSettings)
     relay: RelaySettings = attrs.field(factory=RelaySettings)
     engine: EngineSettings = attrs.field(factory=EngineSettings)
+    training: TrainingSettings = attrs.field(factory=TrainingSettings)
 
     @property
     def should_migrate_on_start(self) -> bool:
@@ -249,7 +270,7 @@ class Settings:
 
 SECTIONS = (
     HttpSettings, DatabaseSettings, KafkaSettings, ConsumerSettings, FolderSettings,
-    ImpressionSettings, RelaySettings, EngineSettings,
+    ImpressionSettings, RelaySettings, EngineSettings, TrainingSettings,
 )  # fmt: skip
 for _section in (*SECTIONS, Settings):
     attrs.resolve_types(_section)

@@ -45,15 +45,19 @@ class TestEvaluate:
     def test_replays_through_kafka_into_a_service_process(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], kafka_settings: Settings
     ) -> None:
-        """Exit 0; events produced to Kafka, stored by the consumer, lists over HTTP; baselines."""
+        """Exit 0; events produced to Kafka, stored by the consumer, `reco train`, lists over
+        HTTP naming the model version; baselines."""
         status = cli.run(kafka_settings, generate(tmp_path), None, embedded=False)
         out, err = capsys.readouterr()
         assert status == 0, err
         row = service_row(out)
         assert row[:4] == ["reco", "service", "(events", "via"]
-        assert float(row[-5]) > 0.5  # sequences are easy: the next items follow the last ones
+        assert float(row[-6]) > 0.5  # sequences are easy: the next items follow the last ones
         assert "\nmost popular " in out
+        assert "\nEASE (lambda=500) " in out
         assert "\nimplicit ALS" in out
+        assert "algorithms served: cooccurrence+ease@v1\n" in out  # reco train ran, and served
+        assert "reco train: version 1 (ease, 30 items)" in err
         for phase in ("catalogue: 30/30", "produce: 320/320", "consumer stored: 320/320",
                       "recommend via HTTP"):  # fmt: skip
             assert phase in err
@@ -70,7 +74,7 @@ class TestEvaluate:
         out, err = capsys.readouterr()
         assert status == 0, err
         assert " ".join(service_row(out)[:6]) == "reco service (events via POST /v1/events)"
-        assert float(service_row(out)[-5]) > 0.5
+        assert float(service_row(out)[-6]) > 0.5
         assert "post events: 320/320" in err
         assert "consumer stored: 320/320" in err
 
@@ -88,7 +92,7 @@ class TestEvaluate:
                 out, err = capsys.readouterr()
                 assert status == 0, err
                 assert " ".join(service_row(out)[:5]) == "reco service (events via Kafka)"
-                assert float(service_row(out)[-5]) > 0.5
+                assert float(service_row(out)[-6]) > 0.5
         assert await Store(kafka_settings.database.url).count() == 320
 
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from reco.settings import Settings
+from reco.training import job
 from tests.integration.consumer_harness import Store, fast, producer, send, wait_until
 from tests.support.api import item
 from tests.support.service import RunningService, running_service
@@ -109,6 +110,31 @@ class TestReadAfterWrite:
                        [watch("new-watch", USER, "x", 60)])  # fmt: skip
         await wait_until(lambda: stack.stored("new-watch"))
         await wait_for_influence(stack, deadline=VISIBLE_WITHIN)
+
+    async def test_a_watch_shows_within_a_second_with_a_trained_model_active(
+        self, stack: Stack
+    ) -> None:
+        """`reco train` on the stored history first: the list names the model version, and a
+        committed watch still changes the next list within a second."""
+        conn = await asyncpg.connect(stack.store.url)
+        try:
+            trained = await job.train(conn, stack.settings.training)
+        finally:
+            await conn.close()
+        assert trained is not None
+        version = f"@v{trained.version}"
+
+        async def uses_the_model() -> bool:  # a user with a history: the reader has none yet
+            answer = await stack.client.get("/v1/users/other0/recommendations?limit=5")
+            return version in answer.json()["algorithm"]
+
+        await wait_until(uses_the_model)
+        async with producer(stack.settings.kafka.bootstrap) as kafka:
+            await send(kafka, stack.settings.kafka.watch_events_topic,
+                       [watch("new-watch", USER, "x", 60)])  # fmt: skip
+        await wait_until(lambda: stack.stored("new-watch"))
+        await wait_for_influence(stack, deadline=VISIBLE_WITHIN)
+        assert version in (await stack.recommendations())["algorithm"]
 
     async def test_an_event_posted_over_http_reaches_the_list(self, stack: Stack) -> None:
         """POST /v1/events -> outbox -> relay -> Kafka -> consumer -> recommendations."""

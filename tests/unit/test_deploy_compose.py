@@ -10,7 +10,7 @@ import pytest
 from reco.settings import AppEnv, load_settings
 from tests.support.deploy import DEPLOY, ROOT, load_script, load_yaml
 
-RECO_SERVICES = ("reco", "migrate")
+RECO_SERVICES = ("reco", "migrate", "train")
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,14 @@ class TestComposeOrdering:
         assert depends["kafka"]["condition"] == "service_healthy"
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["kafka-init"]["condition"] == "service_completed_successfully"
+
+    def test_train_is_a_one_shot_reco_train_after_migrate(self, compose: dict[str, Any]) -> None:
+        """train runs `reco train` once, on demand (its own profile), after the migrations."""
+        train = _service(compose, "train")
+        assert train["command"] == ["train"]
+        assert train["restart"] == "no"
+        assert train["profiles"] == ["train"]
+        assert train["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
     def test_migrate_is_a_one_shot_reco_migrate(self, compose: dict[str, Any]) -> None:
         """migrate runs `reco migrate` once, after PostgreSQL is healthy."""

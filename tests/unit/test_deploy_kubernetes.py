@@ -12,7 +12,7 @@ from reco.settings import KNOBS, load_settings
 from tests.support.deploy import KUBERNETES, by_kind, load_all_yaml, load_yaml, metric_names
 
 MANIFESTS = sorted(KUBERNETES.glob("*.yaml"))
-WORKLOAD_FILES = ["deployment.yaml", "migrate-job.yaml"]
+WORKLOAD_FILES = ["deployment.yaml", "migrate-job.yaml", "train-cronjob.yaml"]
 
 
 def _docs(name: str) -> list[Any]:
@@ -20,8 +20,12 @@ def _docs(name: str) -> list[Any]:
 
 
 def _pod_spec(name: str) -> dict[str, Any]:
-    (workload,) = by_kind(_docs(name), "Deployment") or by_kind(_docs(name), "Job")
-    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    docs = _docs(name)
+    if cron := by_kind(docs, "CronJob"):
+        spec: dict[str, Any] = cron[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        return spec
+    (workload,) = by_kind(docs, "Deployment") or by_kind(docs, "Job")
+    spec = workload["spec"]["template"]["spec"]
     return spec
 
 
@@ -47,6 +51,15 @@ class TestManifests:
         assert "secret.example.yaml" not in resources
         assert {"deployment.yaml", "service.yaml", "pdb.yaml", "hpa.yaml"} <= set(resources)
         assert "migrate-job.yaml" in resources
+        assert "train-cronjob.yaml" in resources
+
+    def test_training_is_a_cron_job_one_run_at_a_time(self) -> None:
+        """`reco train` runs as its own CronJob (never in a serving pod), never two at once."""
+        (cron,) = by_kind(_docs("train-cronjob.yaml"), "CronJob")
+        assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+        (container,) = _pod_spec("train-cronjob.yaml")["containers"]
+        assert container["args"] == ["train"]
+        assert container["resources"]["limits"]["memory"]
 
 
 class TestPodSecurity:

@@ -57,6 +57,31 @@ class TestSplit:
         assert [r.item_id for r in data.replay_order(train)] == ["2", "1"]
 
 
+class TestProtocols:
+    ratings = [data.Rating("u", "1", 1.0), data.Rating("u", "2", 2.0), data.Rating("v", "1", 3.0),
+               data.Rating("u", "3", 4.0), data.Rating("w", "4", 5.0), data.Rating("u", "1", 6.0)]  # fmt: skip
+
+    def test_time_cut_trains_before_and_tests_new_items_after(self) -> None:
+        """Cut at the 50th percentile (time 4): known users' first watches at or after it."""
+        split = data.time_cut(self.ratings, 0.5)
+        assert {u: [r.item_id for r in rows] for u, rows in split.train.items()} == {
+            "u": ["1", "2"],
+            "v": ["1"],
+        }
+        assert split.test == {"u": ["3"]}  # "1" is a re-watch; w was unknown before the cut
+
+    def test_leave_last_out_holds_the_last_new_item(self) -> None:
+        split = data.leave_last_out([*self.ratings[:5], data.Rating("u", "5", 6.0)])
+        assert split.test == {"u": ["5"]}
+        assert [r.item_id for r in split.train["u"]] == ["1", "2", "3"]
+
+    def test_every_protocol_has_a_split(self) -> None:
+        for protocol in data.PROTOCOLS:
+            assert data.split_for(protocol.name, self.ratings).train
+        with pytest.raises(ValueError, match="unknown protocol"):
+            data.split_for("tomorrow", self.ratings)
+
+
 class TestMetrics:
     def test_perfect_and_empty_lists(self) -> None:
         test = {"u": ["a", "b"], "v": ["c"]}
@@ -82,8 +107,20 @@ class TestBaselines:
                  for k in range(12)}  # fmt: skip
         found = baselines.run_all(train, sorted(train))
         assert found[0].name == "most popular"
-        assert len(found) == 3
+        assert found[1].name.startswith("EASE")
+        assert len(found) == 4
         assert all((b.lists is None) == bool(b.error) for b in found)
+
+    def test_ease_recommends_what_similar_users_watched_next(self) -> None:
+        """Users who watched a and b also watched c: EASE puts c first for a user with a, b."""
+        train = {f"u{k}": [data.Rating(f"u{k}", i, 0.0) for i in ("a", "b", "c")]
+                 for k in range(5)}  # fmt: skip
+        train["new"] = [data.Rating("new", "a", 0.0), data.Rating("new", "b", 0.0)]
+        train["other"] = [data.Rating("other", "d", 0.0)]
+        lists = baselines.ease(train, ["new", "missing"])
+        assert lists["new"][0] == "c"
+        assert "a" not in lists["new"]
+        assert lists["missing"] == []
 
 
 class TestProgress:

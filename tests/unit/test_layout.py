@@ -126,6 +126,7 @@ ALLOWED = {
     "reco.outbox": {"reco.db", "reco.kafka"},
     "reco.engine": {"reco.db"},
     "reco.audit": {"reco.engine", "reco.db"},
+    "reco.training": {"reco.db"},
     "reco.kafka": set(),
     "reco.db": set(),
     "reco.errors": set(),

@@ -195,3 +195,51 @@ def test_log_add_matches_the_direct_formula(a: float, b: float) -> None:
 
     expected = max(a, b) + math.log(1 + math.exp(-abs(a - b)))
     assert log_add(a, b) == pytest.approx(expected)
+
+
+class TestTrainedModel:
+    """The trained model's neighbour lists mixed with the live co-occurrence."""
+
+    def test_trained_neighbours_reach_a_user_without_live_pairs(self) -> None:
+        """No co-occurrence yet: the model's neighbours of the history rank, with a reason."""
+        info("m1")
+        info("m2")
+        trained = {"h": {"m1": 0.5, "m2": 0.2}}
+        got = scoring.recommend(["h"], {}, ITEMS, TRENDING, Request(3), trained, 0.5)
+        assert ids(got)[:2] == ["m1", "m2"]
+        assert got[0].reason == scoring.Reason("because_you_watched", "h")
+
+    def test_a_new_item_still_scores_through_the_live_part(self) -> None:
+        """An item the model never saw is recommended from co-occurrence alone."""
+        new, old = info("brand-new", users=2), info("old")
+        live = neighbours_of("h", (new, 5.0), seed_users=2)
+        trained = {"h": {"old": 1.0}}
+        got = ids(scoring.recommend(["h"], live, ITEMS, TRENDING, Request(2), trained, 0.5))
+        assert set(got) == {"brand-new", old.item_id}
+
+    def test_weight_zero_ignores_the_model(self) -> None:
+        info("m1")
+        live = neighbours_of("h", (info("c1"), 3.0))
+        plain = scoring.recommend(["h"], live, ITEMS, TRENDING, Request(5))
+        mixed = scoring.recommend(["h"], live, ITEMS, TRENDING, Request(5), {"h": {"m1": 9.0}}, 0)
+        assert plain == mixed
+
+    def test_model_sums_over_the_whole_recent_history(self) -> None:
+        """Two history items agreeing on a candidate beat one strong vote."""
+        info("both")
+        info("one")
+        trained = {"h1": {"both": 0.3, "one": 0.5}, "h2": {"both": 0.3}}
+        got = scoring.recommend(["h1", "h2"], {}, ITEMS, TRENDING, Request(2), trained, 1.0)
+        assert ids(got) == ["both", "one"]
+
+    def test_seen_and_inactive_model_neighbours_are_skipped(self) -> None:
+        info("gone")
+        info("fine")
+        trained = {"h": {"h2": 1.0, "gone": 0.9, "fine": 0.1}}
+        request = Request(1, inactive=frozenset({"gone"}))
+        got = scoring.recommend(["h", "h2"], {}, ITEMS, TRENDING, request, trained, 0.5)
+        assert ids(got) == ["fine"]
+
+    def test_mix_scales_each_part_to_its_maximum(self) -> None:
+        mixed = scoring.mix({"a": 4.0, "b": 2.0}, {"b": 0.1, "c": 0.05}, 0.5, {"a", "b", "c"})
+        assert mixed == pytest.approx({"a": 0.5, "b": 0.75, "c": 0.25})

@@ -1,8 +1,9 @@
-"""Baselines on the same split: most-popular (always) and ``implicit`` models (optional).
+"""Baselines on the same split: most-popular, EASE, and ``implicit`` models (optional).
 
-``implicit`` (with numpy and scipy) is the ``evaluate`` extra, not a runtime
-dependency: when it is missing or fails, the baseline reports why instead of
-a figure.
+EASE (λ = 500, the dataset's reference setting; full dense scores, no top-K
+cut) uses numpy and scipy, runtime dependencies since `reco train`;
+``implicit`` is the ``evaluate`` extra: when it is missing or fails, the
+baseline reports why instead of a figure.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import attrs
 from reco_dev.evaluation.data import Rating
 
 K = 10
+EASE_LAMBDA = 500.0
 Lists = dict[str, list[str]]
 
 
@@ -56,6 +58,10 @@ def run_all(train: dict[str, list[Rating]], users: list[str]) -> list[Baseline]:
     """Every baseline, in print order; one that cannot run carries its reason."""
     results = [Baseline("most popular", most_popular(train, users))]
     try:
+        results.append(Baseline(f"EASE (lambda={EASE_LAMBDA:g})", ease(train, users)))
+    except Exception as exc:  # noqa: BLE001 -- a failing baseline must not hide the others
+        results.append(Baseline(f"EASE (lambda={EASE_LAMBDA:g})", None, f"failed: {exc!r}"))
+    try:
         models = implicit_models()
     except ImportError as exc:
         reason = f"not run: {exc} (pip install 'reco[evaluate]')"
@@ -94,3 +100,24 @@ def _fit_recommend(
                                  filter_already_liked_items=True)  # fmt: skip
     return {user: [items[int(i)] for i in ids[u] if 0 <= int(i) < len(items)]
             for u, user in enumerate(users)}  # fmt: skip
+
+
+def ease(train: dict[str, list[Rating]], users: list[str], k: int = K) -> Lists:
+    """EASE's full ranking (X B, training items excluded)."""
+    import numpy as np
+
+    from reco.training import fit
+
+    m = fit.matrix([(r.user_id, r.item_id) for rows in train.values() for r in rows])
+    scores = np.asarray(m.x @ fit.ease_weights(m.x, EASE_LAMBDA))
+    row_of = {u: n for n, u in enumerate(m.users)}
+    lists: Lists = {}
+    for user in users:
+        if (row := row_of.get(user)) is None:
+            lists[user] = []
+            continue
+        s = scores[row].copy()
+        s[m.x[row].indices] = -np.inf
+        top = np.argsort(-s, kind="stable")[:k]
+        lists[user] = [m.items[int(i)] for i in top if np.isfinite(s[i])]
+    return lists

@@ -110,6 +110,71 @@ def split(ratings: Sequence[Rating], holdout: float = HOLDOUT) -> Split:
     return Split(train, test)
 
 
+def time_cut(ratings: Sequence[Rating], quantile: float) -> Split:
+    """A global time split: train on every rating before the ``quantile`` of time.
+
+    The test of each user seen before the cut is the items they first watched
+    at or after it (in time order): what a model trained up to "today" must
+    predict, with no look at any user's future.
+    """
+    stamps = sorted(r.timestamp for r in ratings)
+    cut = stamps[min(int(quantile * len(stamps)), len(stamps) - 1)]
+    ordered = sorted(enumerate(ratings), key=lambda pair: (pair[1].timestamp, pair[0]))
+    train: dict[str, list[Rating]] = defaultdict(list)
+    later: dict[str, list[str]] = defaultdict(list)
+    for _, r in ordered:
+        if r.timestamp < cut:
+            train[r.user_id].append(r)
+        else:
+            later[r.user_id].append(r.item_id)
+    test = {}
+    for user, items in later.items():
+        seen = {r.item_id for r in train.get(user, ())}
+        if user in train and (new := [i for i in dict.fromkeys(items) if i not in seen]):
+            test[user] = new
+    return Split(dict(train), test)
+
+
+def leave_last_out(ratings: Sequence[Rating]) -> Split:
+    """Per user, the single most recent rating is the test (when it is a new item)."""
+    whole = split(ratings, holdout=0.0)
+    train: dict[str, list[Rating]] = {}
+    test: dict[str, list[str]] = {}
+    for user, rows in whole.train.items():
+        train[user] = rows[:-1]
+        if len(rows) > 1 and rows[-1].item_id not in {r.item_id for r in rows[:-1]}:
+            test[user] = [rows[-1].item_id]
+    return Split(train, test)
+
+
+@attrs.frozen
+class Protocol:
+    name: str
+    description: str
+    held_back: bool  # not one of the two protocols the settings were chosen on
+
+
+PROTOCOLS = (
+    Protocol("per-user", f"each user's most recent {HOLDOUT:.0%} held out", held_back=False),
+    Protocol("time-80", "global time cut at the 80th percentile: train before it, test each "
+             "known user's first watches after it", held_back=False),
+    Protocol("time-90", "global time cut at the 90th percentile (held back)", held_back=True),
+    Protocol("last-one", "each user's last watch held out (held back)", held_back=True),
+)  # fmt: skip
+
+
+def split_for(protocol: str, ratings: Sequence[Rating]) -> Split:
+    if protocol == "per-user":
+        return split(ratings)
+    if protocol == "time-80":
+        return time_cut(ratings, 0.8)
+    if protocol == "time-90":
+        return time_cut(ratings, 0.9)
+    if protocol == "last-one":
+        return leave_last_out(ratings)
+    raise ValueError(f"unknown protocol {protocol!r}")
+
+
 def replay_order(train: dict[str, list[Rating]]) -> list[Rating]:
     """Every training rating in global time order, as a stream of events would be."""
     ordered = [r for rows in train.values() for r in rows]

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import anyio
+import attrs
 from aiokafka import AIOKafkaProducer
 
 from reco.events import WatchEvent
@@ -146,10 +147,22 @@ async def wait_consumed(client: Client, before: int, expected: int) -> None:
     progress.close()
 
 
-async def ask_all(base_url: str, users: Sequence[str], limit: int) -> dict[str, list[str]]:
+@attrs.frozen
+class Answer:
+    """One served list: its items, whether any carries a personal reason, its algorithm."""
+
+    items: list[str]
+    personal: bool
+    algorithm: str
+
+
+PERSONAL = "because_you_watched"
+
+
+async def ask_all(base_url: str, users: Sequence[str], limit: int) -> dict[str, Answer]:
     """``limit`` recommendations per user over HTTP, :data:`CONNECTIONS` requests at a time."""
     progress = Progress(f"recommend via HTTP {base_url}", len(users))
-    lists: dict[str, list[str]] = {}
+    lists: dict[str, Answer] = {}
     send, receive = anyio.create_memory_object_stream[str](len(users))
     for user in users:
         send.send_nowait(user)
@@ -162,7 +175,10 @@ async def ask_all(base_url: str, users: Sequence[str], limit: int) -> dict[str, 
                 answer = await anyio.to_thread.run_sync(
                     client.json, "GET", recommendations_path(user, limit)
                 )
-                lists[user] = [entry["item_id"] for entry in answer["items"]]
+                entries = answer["items"]
+                lists[user] = Answer([e["item_id"] for e in entries],
+                                     any(e["reason"]["type"] == PERSONAL for e in entries),
+                                     str(answer["algorithm"]))  # fmt: skip
                 progress.advance()
         finally:
             client.close()
@@ -172,3 +188,17 @@ async def ask_all(base_url: str, users: Sequence[str], limit: int) -> dict[str, 
             tg.start_soon(worker)
     progress.close()
     return lists
+
+
+async def wait_model(client: Client, user: str, cache_ttl: float) -> bool:
+    """Wait until ``user``'s list names a trained model version (``...@v<n>``): the
+    service's model cache has seen the new version; False if not within a bound."""
+    with anyio.move_on_after(10 * cache_ttl + 10):
+        while True:
+            answer = await anyio.to_thread.run_sync(
+                client.json, "GET", recommendations_path(user, 1)
+            )
+            if "@v" in str(answer["algorithm"]):
+                return True
+            await anyio.sleep(POLL / 4)
+    return False

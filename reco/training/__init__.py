@@ -1,0 +1,1 @@
+"""Batch training (`reco train`): fit item neighbours from the watch history, store a model version."""
