@@ -74,10 +74,6 @@ class Work:
             if self._stop.requested and not self._in_hand:
                 self.scope.cancel()
 
-    @property
-    def idle(self) -> bool:
-        return self._in_hand == 0
-
     def stopping(self) -> None:
         if self._in_hand:
             self.scope.deadline = min(self.scope.deadline, self._stop.work_deadline)
@@ -116,10 +112,6 @@ class Stop:
             scope.cancel()
         for work in list(self._work):
             work.stopping()
-
-    def remaining(self) -> float:
-        """Seconds left of the share (``inf`` until the stop is requested)."""
-        return max(0.0, self.deadline - anyio.current_time())
 
     @contextlib.contextmanager
     def idle(self) -> Iterator[anyio.CancelScope]:
