@@ -78,6 +78,8 @@ class Maintainer:
         self.tables = partitioned(settings)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
+        # 0 until the first success: RecoMaintenanceStalled also sees a pass that never ran
+        metrics.maintenance_last_success.set({}, 0)
         task_status.started()
         tick = min(self.settings.interval, self.settings.table_size_interval)
         next_pass = next_sizes = time.monotonic()
