@@ -101,7 +101,10 @@ DROP TABLE watch_events_unpartitioned;
 
 -- The day a storing transaction writes its events under (see above): a shared
 -- lock on its day, then a barrier on the previous day's lock. Both advisory
--- lock keys are (this constant, days since 1970-01-01).
+-- lock keys are (this constant, days since 1970-01-01). The barrier is a
+-- session lock taken and released at once (a transaction lock would be held
+-- to the commit and serialise the day's writers); the handler releases it
+-- when the statement is cancelled in between, so it never outlives the call.
 CREATE FUNCTION watch_events_day() RETURNS date
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -112,8 +115,20 @@ BEGIN
         PERFORM pg_advisory_xact_lock_shared(726354, d - DATE '1970-01-01');
         EXIT WHEN (clock_timestamp() AT TIME ZONE 'UTC')::date = d;
     END LOOP;
-    PERFORM pg_advisory_lock(726354, d - 1 - DATE '1970-01-01');
-    PERFORM pg_advisory_unlock(726354, d - 1 - DATE '1970-01-01');
+    BEGIN
+        PERFORM pg_advisory_lock(726354, d - 1 - DATE '1970-01-01');
+        PERFORM pg_advisory_unlock(726354, d - 1 - DATE '1970-01-01');
+    EXCEPTION WHEN query_canceled OR others THEN
+        IF EXISTS (
+            SELECT 1 FROM pg_locks
+            WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+              AND mode = 'ExclusiveLock' AND classid = 726354
+              AND objid = (d - 1 - DATE '1970-01-01') AND objsubid = 2
+        ) THEN
+            PERFORM pg_advisory_unlock(726354, d - 1 - DATE '1970-01-01');
+        END IF;
+        RAISE;
+    END;
     RETURN d;
 END
 $$;

@@ -171,6 +171,8 @@ MAINTENANCE = [
     panel("Partitions created / dropped", "ops",
           [(rate("reco_maintenance_partitions_created_total", by="table"), "created {{table}}"),
            (rate("reco_maintenance_partitions_dropped_total", by="table"), "dropped {{table}}")]),
+    panel("Outbox rows pruned", "ops", [(rate("reco_outbox_pruned_total"), "pruned")],
+          "Published rows past RECO_OUTBOX_RETENTION, deleted by the relay's leader."),
 ]  # fmt: skip
 
 ROWS = [

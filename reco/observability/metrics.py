@@ -204,6 +204,9 @@ maintenance_partitions_created = _counter(
 maintenance_partitions_dropped = _counter(
     "reco_maintenance_partitions_dropped_total", "Partitions dropped past retention, by table."
 )
+outbox_pruned = _counter(
+    "reco_outbox_pruned_total", "Published outbox rows deleted past RECO_OUTBOX_RETENTION."
+)
 table_bytes = _gauge(
     "reco_table_bytes", "Total size of a table with its indexes and TOAST (partitions summed)."
 )

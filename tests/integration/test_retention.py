@@ -256,6 +256,34 @@ class TestDeduplication:
         finally:
             await other.close()
 
+    async def test_a_cancelled_barrier_leaves_no_lock_behind(
+        self, conn: asyncpg.Connection, database_url: str
+    ) -> None:
+        """statement_timeout while waiting at the barrier: the error is transient (a lock
+        wait cut short) and the session holds no lock afterwards."""
+        yesterday = await db_today(conn) - dt.timedelta(days=1)
+        other = await asyncpg.connect(database_url)
+        try:
+            tx = other.transaction()
+            await tx.start()
+            await other.execute(
+                "SELECT pg_advisory_xact_lock_shared(726354, $1::date - DATE '1970-01-01')",
+                yesterday,
+            )
+            await conn.execute("SET statement_timeout = 200")
+            with pytest.raises(asyncpg.QueryCanceledError):
+                await store(conn, [event("z")])
+            await conn.execute("RESET statement_timeout")
+            held = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid()"
+            )
+            assert held == 0
+            await tx.commit()
+            assert await store(conn, [event("z")]) == ["z"]
+        finally:
+            await other.close()
+
     @hsettings(max_examples=25, deadline=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
     @given(
