@@ -174,6 +174,26 @@ class TestRetention:
         assert set(results) <= {"ok", "skipped"}
         assert (await one.pass_once()).created == ()
 
+    async def test_a_pass_blocked_by_a_lock_gives_up_and_the_next_one_catches_up(
+        self, settings: Settings, database: Database, database_url: str
+    ) -> None:
+        """A session holding watch_events: the pass waits lock_timeout, rolls back, is
+        counted transient (the process goes on); once the lock is gone the next pass
+        creates what the first could not."""
+        m = maintainer(settings, database, partitions_ahead=8, lock_timeout=0.2)
+        before = value(metrics.maintenance_runs, {"outcome": "transient"})
+        other = await asyncpg.connect(database_url)
+        try:
+            async with other.transaction():
+                await other.execute("LOCK TABLE watch_events IN ACCESS SHARE MODE")
+                with anyio.fail_after(10):
+                    assert await m.pass_guarded() == "transient"
+        finally:
+            await other.close()
+        assert value(metrics.maintenance_runs, {"outcome": "transient"}) == before + 1
+        done = await m.pass_once()
+        assert len([name for name in done.created if name.startswith("watch_events_")]) >= 5
+
     async def test_a_component_run_reports_sizes_and_success(
         self, settings: Settings, database: Database
     ) -> None:
