@@ -24,6 +24,22 @@ COOCCURRENCE_DECAY = 0.95
 # Time-decayed ("trending") popularity: each watch adds exp((t - EPOCH) / TAU).
 TRENDING_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 TRENDING_TAU_SECONDS = 14 * 24 * 3600.0
+# Time-decayed pair weights: an increment made by a watch at t is stored times
+# exp((t - PAIR_EPOCH) / PAIR_TAU), relative to a fixed epoch so that no increment
+# ever rescales another row; readers divide by the same factor at their "now"
+# (pair_scale), so a weight comes out in today's units and a pair last fed a TAU
+# ago weighs 1/e of a fresh one of equal count. Rows written before decay existed
+# read as if fed at the epoch (close to when decay shipped). A constant, not a
+# setting: every stored weight is in these units, so changing TAU or the epoch
+# means rescaling the table (one UPDATE), not a restart.
+PAIR_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+PAIR_TAU_SECONDS = 365 * 24 * 3600.0
+# The exponent is clamped to +-PAIR_EXPONENT_LIMIT: years 1 to 9999 are all valid
+# instants (tools replay stored events unchecked), and exp(8000) overflows. exp(600)
+# is ~4e260, so even 1e40 increments at the cap still sum to a finite double; with
+# TAU = 365 days the clamp bites only before 1426 or after 2626 (the epoch must move,
+# by rescaling, before then). A watch older than that weighs exp(-600): nothing.
+PAIR_EXPONENT_LIMIT = 600.0
 
 
 @attrs.frozen
@@ -49,6 +65,17 @@ class PopularityRow:
 def trending_exponent(at: dt.datetime) -> float:
     """The log of one watch's contribution to the trending score."""
     return (at - TRENDING_EPOCH).total_seconds() / TRENDING_TAU_SECONDS
+
+
+def pair_exponent(at: dt.datetime) -> float:
+    """The log of the factor a pair increment made at ``at`` is stored with (clamped)."""
+    exponent = (at - PAIR_EPOCH).total_seconds() / PAIR_TAU_SECONDS
+    return min(max(exponent, -PAIR_EXPONENT_LIMIT), PAIR_EXPONENT_LIMIT)
+
+
+def pair_scale(at: dt.datetime) -> float:
+    """What a stored pair weight is divided by to read it in the units of ``at``."""
+    return math.exp(pair_exponent(at))
 
 
 def log_add(a: float, b: float) -> float:
@@ -108,7 +135,9 @@ def cooccurrence_pairs(
     ``windows[user]`` is the user's distinct items before this batch, most
     recent first; ``events`` are in time order. Only a user's first watch of
     an item pairs (a re-watch only refreshes its place in the window), so a
-    pair's weight approximates "users who watched both, close together".
+    pair's weight approximates "users who watched both, close together";
+    each increment is scaled by :func:`pair_scale` of the watch that makes it
+    (time decay, see PAIR_EPOCH).
     This runs once per batch over ~10 pairs per event: it is written for speed
     (powers computed once, one dict lookup per pair). Unsorted: the
     increments are appended, and the fold sorts (reco/folder/folding.py).
@@ -124,10 +153,11 @@ def cooccurrence_pairs(
         key = (e.user_id, item)
         if key in new_pairs and key not in paired:
             paired.add(key)
+            scale = pair_scale(e.occurred_at)
             for other, power in zip(items, powers, strict=False):
                 if other != item:
                     pair = (item, other) if item < other else (other, item)
-                    weights[pair] = get(pair, 0.0) + power
+                    weights[pair] = get(pair, 0.0) + power * scale
         if item in items:
             items.remove(item)
         items.insert(0, item)

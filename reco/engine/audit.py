@@ -133,7 +133,9 @@ def _compare_pairs(expected: Mapping[Pair, float], stored: Mapping[Pair, float])
     lines = []
     for pair in sorted(set(expected) | set(stored)):
         want, have = expected.get(pair, 0.0), stored.get(pair, 0.0)
-        if not _same(want, have):
+        # Relative only: weights are in PAIR_EPOCH's units (1e-13 for a pair of 1997), and
+        # a sum of positive terms has a relative error whatever its order.
+        if not math.isclose(want, have, rel_tol=REL_TOLERANCE):
             lines.append(
                 f"item_cooccurrence {_key(pair)}: weight stored {have!r}, recomputed {want!r}"
             )

@@ -50,7 +50,9 @@ async def store(conn: asyncpg.Connection, events: list[WatchEvent]) -> None:
 
 async def pairs(conn: asyncpg.Connection) -> dict[tuple[str, str], float]:
     rows = await conn.fetch("SELECT item_id, other_item_id, weight FROM item_cooccurrence")
-    return {(r["item_id"], r["other_item_id"]): round(r["weight"], 9) for r in rows}
+    # To 1e-4: the events are minutes past PAIR_EPOCH, and their time decay (2e-6 of a
+    # weight per minute, reco/engine/aggregates.py) is not what these tests are about.
+    return {(r["item_id"], r["other_item_id"]): round(r["weight"], 4) for r in rows}
 
 
 def expected(users: dict[str, list[WatchEvent]]) -> dict[tuple[str, str], float]:
@@ -60,7 +62,7 @@ def expected(users: dict[str, list[WatchEvent]]) -> dict[tuple[str, str], float]
         new = frozenset((e.user_id, e.item_id) for e in events)
         for pair, w in aggregates.cooccurrence_pairs(events, {}, new).items():
             total[pair] = total.get(pair, 0.0) + w
-    return {k: round(v, 9) for k, v in total.items()}
+    return {k: round(v, 4) for k, v in total.items()}
 
 
 async def fold(conn: asyncpg.Connection, **kwargs: Any) -> int | None:
@@ -247,7 +249,7 @@ async def add_deltas(conn: asyncpg.Connection, n: int) -> dict[tuple[str, str], 
     total: dict[tuple[str, str], float] = {}
     for a, b, w in records:
         total[(a, b)] = total.get((a, b), 0.0) + w
-    return {k: round(v, 9) for k, v in total.items()}
+    return {k: round(v, 4) for k, v in total.items()}
 
 
 class TestChunkedFold:
