@@ -102,6 +102,14 @@ JOIN item_popularity p ON p.item_id = n.other
 WHERE m.version = $1 AND m.item_id = ANY($2::text[])
 """
 
+# The instant the folder prunes at: the database's clock, or the latest watch when
+# that is earlier (a replay of 1997's ratings prunes as it would have in 1997, and a
+# quiet service stops pruning instead of emptying its pairs). item_popularity has one
+# row per watched item: the scan is bounded by the catalogue, once per prune pass.
+_PRUNE_INSTANT = """
+SELECT least(clock_timestamp(), (SELECT max(last_at) FROM item_popularity))
+"""
+
 _ITEM_USERS = """
 SELECT i.item_id, coalesce(p.user_count, 0) AS users
 FROM items i LEFT JOIN item_popularity p USING (item_id) WHERE i.item_id = $1
@@ -204,3 +212,9 @@ async def item_users(conn: asyncpg.Connection, item_id: str) -> int | None:
     """How many users watched ``item_id``; None when the item is not in the catalogue."""
     row = await conn.fetchrow(_ITEM_USERS, item_id)
     return None if row is None else int(row["users"])
+
+
+async def prune_instant(conn: asyncpg.Connection) -> dt.datetime:
+    """Now, for pruning: the database's clock, or the latest stored watch if earlier."""
+    instant: dt.datetime = await conn.fetchval(_PRUNE_INSTANT)
+    return instant
