@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import asyncpg
 import attrs
 
-from reco.engine import aggregates
 from reco.engine.scoring import ItemInfo, Neighbours, normalise
 
 _ITEM_COLUMNS = "i.item_id, i.title, i.genres, p.user_count, p.log_score"
@@ -32,10 +31,10 @@ FROM (SELECT coalesce((SELECT version FROM user_versions WHERE user_id = $1), 0)
 # The top-K neighbours of each seed by raw weight (two index ranges each: the
 # pair is stored once), joined with what scoring needs; inactive items drop
 # out here. The caller caches the result per item (reco/engine/recommender.py).
-# Stored weights are in the units of PAIR_EPOCH (reco/engine/aggregates.py):
-# divided by $3, the scale of now, they read in today's units (the order is the same).
+# Weights are in PAIR_EPOCH's units (reco/engine/aggregates.py), as stored: scoring is
+# scale-free, so the cached lists need no "now" (see neighbours()).
 _NEIGHBOURS = f"""
-SELECT s.seed, n.weight / $3::float8 AS weight, ps.user_count AS seed_users, {_ITEM_COLUMNS}
+SELECT s.seed, n.weight, ps.user_count AS seed_users, {_ITEM_COLUMNS}
 FROM unnest($1::text[]) AS s(seed)
 CROSS JOIN LATERAL (
     SELECT u.other, u.weight FROM (
@@ -136,11 +135,14 @@ async def neighbours(
     conn: asyncpg.Connection, seeds: Sequence[str], per_seed: int
 ) -> tuple[dict[str, Neighbours], dict[str, ItemInfo]]:
     """Each seed's top ``per_seed`` neighbours, normalised ({} for a seed with none),
-    and the infos of those neighbours (one ItemInfo per distinct item). Weights are
-    time-decayed to now (the wall clock: instances a few seconds apart differ by
-    about 1e-7 of a weight, far below anything scoring can see)."""
-    scale = aggregates.pair_scale(dt.datetime.now(dt.UTC))
-    rows = await conn.fetch(_NEIGHBOURS, list(seeds), per_seed, scale)
+    and the infos of those neighbours (one ItemInfo per distinct item).
+
+    The weights are time-decayed and in PAIR_EPOCH's units: divide by
+    ``aggregates.pair_scale(now)`` for today's. Not done here: lists are cached per
+    item and read at different instants, and a list scaled at each read would mix
+    units (the for-user score is a ratio of these weights, the same in any units,
+    so only the similar-item scores are shown divided, by the recommender)."""
+    rows = await conn.fetch(_NEIGHBOURS, list(seeds), per_seed)
     raw: dict[str, list[tuple[ItemInfo, float]]] = {seed: [] for seed in seeds}
     seed_users: dict[str, int] = {}
     infos: dict[str, ItemInfo] = {}

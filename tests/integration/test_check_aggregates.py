@@ -97,8 +97,10 @@ class TestPruned:
         """Pruned, then fed again: short of the replay by the pruned part (below the floor),
         which check-aggregates excuses with the folder's floor, and reports without one."""
         now = dt.datetime.now(dt.UTC)
-        old = [WatchEvent("o1", "u1", "a", now - dt.timedelta(days=1500)),
-               WatchEvent("o2", "u1", "b", now - dt.timedelta(days=1500, seconds=-1))]
+        old = [
+            WatchEvent("o1", "u1", "a", now - dt.timedelta(days=1500)),
+            WatchEvent("o2", "u1", "b", now - dt.timedelta(days=1500, seconds=-1)),
+        ]
         new = [WatchEvent("n1", "u2", "a", now), WatchEvent("n2", "u2", "b", now),
                WatchEvent("n3", "u2", "c", now)]  # fmt: skip
         async with conn.transaction():

@@ -230,7 +230,8 @@ class TestDecayAndPrune:
         assert similar is not None
         scores = {s.item_id: s.score for s in similar.items}
         assert scores["b"] / scores["c"] == pytest.approx(math.exp(-1), rel=1e-6)
-        assert scores["c"] == pytest.approx(math.exp(-1) / math.sqrt(2), rel=1e-6)
+        # rel 1e-3: NOW is the module's import, the test may run minutes later (2e-6 a minute)
+        assert scores["c"] == pytest.approx(math.exp(-1) / math.sqrt(2), rel=1e-3)
 
     async def test_pruned_pairs_leave_the_cached_lists(
         self, recommender: Recommender, conn: asyncpg.Connection
