@@ -297,6 +297,44 @@ class TestChunkedFold:
         assert await pairs(conn) == want
         assert counter(metrics.cooccurrence_folds, {"part": "0"}) - chunks_before > 10
 
+    async def test_a_backlog_built_during_an_outage_drains_exactly(
+        self, settings: Settings, database: Database, conn: asyncpg.Connection, database_url: str
+    ) -> None:
+        """Batches keep committing while every fold fails (the pair table locked away): the
+        backlog grows past many chunks; once the outage ends the folder drains it, one page
+        per transaction, to exactly the pure model's pairs."""
+        catalogue = [f"m{k:02}" for k in range(40)]
+        users = {f"u{n}": [WatchEvent(f"u{n}-{k}", f"u{n}", item, T0 + dt.timedelta(minutes=k))
+                           for k, item in enumerate(catalogue[n:] + catalogue[:n])]
+                 for n in range(25)}  # fmt: skip
+        errors = counter(metrics.cooccurrence_fold_errors)
+        settings = evolve(
+            settings, cooccurrence_fold_interval=0.02, cooccurrence_fold_timeout=0.2,
+            cooccurrence_fold_chunk_blocks=1, kafka_retry_max=0.2,
+        )  # fmt: skip
+        folder = CooccurrenceFolder(settings.folder, database)
+        blocker = await asyncpg.connect(database_url)
+        try:
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tx = blocker.transaction()
+                    await tx.start()
+                    await blocker.execute("LOCK TABLE item_cooccurrence IN ACCESS EXCLUSIVE MODE")
+                    await start(tg, folder)
+                    for events in users.values():  # the consumer goes on meanwhile
+                        for begin in range(0, len(events), 10):
+                            await store(conn, events[begin : begin + 10])
+                    while counter(metrics.cooccurrence_fold_errors) < errors + 2:  # noqa: ASYNC110
+                        await anyio.sleep(0.05)
+                    assert await folding.table_blocks(conn) > 20  # the backlog: many chunks
+                    await tx.rollback()  # the outage ends
+                    while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
+                        await anyio.sleep(0.02)
+                    request_stop(folder)
+        finally:
+            await blocker.close()
+        assert await pairs(conn) == expected(users)
+
 
 NOW = dt.datetime.now(dt.UTC)
 YEARS = dt.timedelta(days=365)
