@@ -26,13 +26,17 @@ TRENDING_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 TRENDING_TAU_SECONDS = 14 * 24 * 3600.0
 # Time-decayed pair weights: an increment made by a watch at t is stored times
 # exp((t - PAIR_EPOCH) / PAIR_TAU), relative to a fixed epoch so that no increment
-# ever rescales another row; readers divide by the same factor at their "now"
-# (pair_scale), so a weight comes out in today's units and a pair last fed a TAU
-# ago weighs 1/e of a fresh one of equal count. Rows written before decay existed
+# ever rescales another row; divided by the same factor of an instant (pair_scale),
+# a weight reads in that instant's units, and a pair last fed a TAU before weighs
+# 1/e of a fresh one of equal count. Rows written before decay existed
 # read as if fed at the epoch (close to when decay shipped). A constant, not a
 # setting: every stored weight is in these units, so changing TAU or the epoch
 # means rescaling the table (one UPDATE), not a restart.
 PAIR_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+# 365 days (a half-life of 253): on ML-100K the shipped lists kept their figures
+# within noise; 3 years was no better there and makes the bound 3x looser
+# (docs/performance.md, "Bounded co-occurrence"). The floor, a setting, is the
+# knob for the table's size.
 PAIR_TAU_SECONDS = 365 * 24 * 3600.0
 # The exponent is clamped to +-PAIR_EXPONENT_LIMIT: years 1 to 9999 are all valid
 # instants (tools replay stored events unchecked), and exp(8000) overflows. exp(600)

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from reco import audit
+from reco.engine import aggregates
 from reco.engine.audit import Diff
 from reco.engine.ingest import store_events
 from reco.events import WatchEvent
@@ -19,6 +20,7 @@ from reco.folder import folding
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+TAU = dt.timedelta(seconds=aggregates.PAIR_TAU_SECONDS)
 
 
 def watches(user: str, items: str, start: int = 0) -> list[WatchEvent]:
@@ -98,8 +100,8 @@ class TestPruned:
         which check-aggregates excuses with the folder's floor, and reports without one."""
         now = dt.datetime.now(dt.UTC)
         old = [
-            WatchEvent("o1", "u1", "a", now - dt.timedelta(days=1500)),
-            WatchEvent("o2", "u1", "b", now - dt.timedelta(days=1500, seconds=-1)),
+            WatchEvent("o1", "u1", "a", now - 3 * TAU),
+            WatchEvent("o2", "u1", "b", now - 3 * TAU + dt.timedelta(seconds=1)),
         ]
         new = [WatchEvent("n1", "u2", "a", now), WatchEvent("n2", "u2", "b", now),
                WatchEvent("n3", "u2", "c", now)]  # fmt: skip

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from reco.db.pool import Database
-from reco.engine import queries
+from reco.engine import aggregates, queries
 from reco.engine.ingest import apply_events
 from reco.engine.recommender import Recommender
 from reco.events import WatchEvent
@@ -210,7 +210,7 @@ class TestModelCache:
 
 
 NOW = dt.datetime.now(dt.UTC)
-YEAR = dt.timedelta(days=365)
+YEAR = dt.timedelta(seconds=aggregates.PAIR_TAU_SECONDS)  # a "year" of decay: one tau
 
 
 def pair_of(user: str, first: str, second: str, when: dt.datetime) -> list[WatchEvent]:

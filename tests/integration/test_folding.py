@@ -337,7 +337,7 @@ class TestChunkedFold:
 
 
 NOW = dt.datetime.now(dt.UTC)
-YEARS = dt.timedelta(days=365)
+YEARS = dt.timedelta(seconds=aggregates.PAIR_TAU_SECONDS)  # "years" of decay: a tau each
 
 
 def at(user: str, items: str | list[str], when: dt.datetime) -> list[WatchEvent]:
