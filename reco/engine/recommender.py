@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from reco.db.pool import Database
 from reco.engine import queries, scoring
-from reco.engine.cache import ModelCache
+from reco.engine.cache import NEIGHBOURS_CACHED, ModelCache
 from reco.engine.lists import ListCache
 from reco.engine.scoring import Reason, RecommendationList, ScoredItem
 from reco.settings import EngineSettings
@@ -57,6 +57,7 @@ class Recommender:
         self.settings = settings
         self.cache = ModelCache(settings.cache_ttl)
         self.lists = ListCache(settings.list_cache_size)
+        self._arrays = scoring.ModelArrays(-1, 0)  # the active model's lists as arrays
 
     async def for_user(
         self, user_id: str, *, limit: int, genres: Sequence[str] = (),
@@ -92,9 +93,11 @@ class Recommender:
         trained: dict[str, scoring.Neighbours], model: tuple[int, str] | None,
     ) -> RecommendationList:  # fmt: skip
         request = scoring.Request(limit, frozenset(genres), frozenset(exclude), self.cache.inactive)
+        if model is not None and model[0] != self._arrays.version:
+            self._arrays = scoring.ModelArrays(model[0], NEIGHBOURS_CACHED)
         items = scoring.recommend(
             history, neighbours, self.cache.items, self.cache.trending, request,
-            trained, self.settings.trained_weight,
+            trained, self.settings.trained_weight, self._arrays,
         )  # fmt: skip
         if len(items) < limit:
             items = await self._fill(items, request, frozenset(history))
