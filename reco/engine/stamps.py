@@ -17,12 +17,14 @@ long as it can vouch that the stamp has not moved:
   the current LISTEN took effect (the ``epoch``) and no notification for the
   user arrived while it ran (:meth:`mark`, :meth:`vouches`);
 - a vouched list is served without the pull only while the listener is
-  :meth:`current`: connected, and answering a ping at most ``PING_DEAD`` ago.
-  A ping's answer comes after the notifications of every transaction that
-  committed before it (the session sends them when idle), so a connection
-  that silently stopped delivering, a stalled loop or a lost connection turn
-  into pulls within ``PING_DEAD``; a new connection is a new epoch (what
-  was vouched before is pulled again).
+  :meth:`current`: connected, and the last answered ping sent at most
+  ``PING_DEAD`` ago. A ping's answer comes after the notifications of every
+  transaction that committed before it was sent (a listening session sends
+  pending notifications between commands, when it goes idle), so a list served unread is at
+  most ``PING_DEAD`` stale, and a connection that silently stopped
+  delivering, a stalled loop or a lost connection turn into pulls within
+  it; a new connection is a new epoch (what was vouched before is pulled
+  again).
 
 While the listener is current, a watch committed on any instance shows in
 this instance's next list once the notification arrives (milliseconds;
@@ -52,8 +54,12 @@ from reco.settings import DatabaseSettings
 log = get_logger("reco.engine.stamps")
 
 CHANNEL = "reco_user_versions"
-PING_INTERVAL = 0.25  # seconds between pings of the listening connection
-PING_DEAD = 1.0  # no ping answered for this long: not current (pull)
+PING_INTERVAL = 0.2  # seconds between pings of the listening connection
+# Not current (pull) once the last answered ping was sent this long ago: a list served
+# unread is then at most this stale (every commit before that ping's send was notified
+# before its answer), within read-after-write's 1 s.
+PING_DEAD = 0.75
+PING_TIMEOUT = 5.0  # a ping unanswered this long: reconnect
 HORIZON = 5.0  # a stamp read older than this never vouches (notifications kept that long)
 
 Mark = tuple[int, int, float]  # epoch, notifications so far, monotonic time of the mark
@@ -129,9 +135,10 @@ class StampWatch:
             log.debug("listening for user stamps", epoch=self.epoch)
             while True:
                 await anyio.sleep(PING_INTERVAL)
-                with anyio.fail_after(PING_DEAD):  # TimeoutError: transient, reconnect
+                sent = time.monotonic()
+                with anyio.fail_after(PING_TIMEOUT):  # TimeoutError: transient, reconnect
                     await conn.execute("SELECT 1")
-                self._pinged_at = time.monotonic()
+                self._pinged_at = sent
         except Exception as exc:
             log.warning("user stamps: listener lost; pulling stamps", error=repr(exc))
             raise
