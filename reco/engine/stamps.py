@@ -125,13 +125,14 @@ class StampWatch:
     async def _listen(self) -> None:
         """One connection: LISTEN, then ping until it fails (raises the failure)."""
         conn: asyncpg.Connection | None = None
+        listening = False
         try:
             conn = await pool.connect(self.settings, "reco-stamps")
             conn.add_termination_listener(self._lost)
             await conn.add_listener(CHANNEL, self._notified)
             self.epoch += 1
             self._pinged_at = time.monotonic()
-            self._live = True
+            self._live = listening = True
             log.debug("listening for user stamps", epoch=self.epoch)
             while True:
                 await anyio.sleep(PING_INTERVAL)
@@ -140,7 +141,8 @@ class StampWatch:
                     await conn.execute("SELECT 1")
                 self._pinged_at = sent
         except Exception as exc:
-            log.warning("user stamps: listener lost; pulling stamps", error=repr(exc))
+            if listening:  # once per lost connection; failed reconnects are the pool's to report
+                log.warning("user stamps: listener lost; reading stamps", error=repr(exc))
             raise
         finally:
             self._live = False
