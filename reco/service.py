@@ -22,6 +22,7 @@ from reco.api.state import AppState
 from reco.consumer.component import WatchEventConsumer
 from reco.db.pool import Database
 from reco.engine.recommender import Recommender
+from reco.engine.stamps import StampWatch
 from reco.folder.component import CooccurrenceFolder
 from reco.impressions.buffer import ImpressionBuffer
 from reco.impressions.writer import ImpressionWriter
@@ -45,6 +46,7 @@ SHUTDOWN_SHARES: dict[str, float] = {
     "impression-writer": 0.15,
     "outbox-relay": 0.1,
     "maintenance": 0.05,
+    "user-stamps": 0.02,
     "database": 0.05,
 }
 EXTRA_SHARE = 0.02  # each extra component (reco dev's banner): it holds no work
@@ -56,11 +58,14 @@ def build(
     """Every component; ``extra`` ones start after HTTP (``reco dev``'s banner)."""
     readiness = Readiness()
     database = Database(settings.database, readiness, migrate=settings.should_migrate_on_start)
+    recommender = Recommender(database, settings.engine)
     app_state = AppState(
-        settings=settings, readiness=readiness, database=database,
-        recommender=Recommender(database, settings.engine),
+        settings=settings, readiness=readiness, database=database, recommender=recommender,
     )  # fmt: skip
     components: list[Component] = [database]
+    if settings.engine.list_cache_size > 0:  # kept lists served without a stamp read
+        recommender.stamps = StampWatch(settings.database, recommender.lists.forget)
+        components.append(recommender.stamps)
     if settings.maintenance.enabled:
         components.append(Maintainer(settings.maintenance, database))
     impressions = ImpressionBuffer(settings.impressions)

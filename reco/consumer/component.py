@@ -307,7 +307,7 @@ class WatchEventConsumer:
         """One transaction: insert the events, apply the new ones, isolate what is refused."""
         try:
             with anyio.fail_after(self.settings.batch_timeout):
-                async with self.database.connection() as conn, conn.transaction():
+                async with self.database.connection(background=True) as conn, conn.transaction():
                     return await store_batch(conn, events, self.apply)
         except TimeoutError:
             raise DatabaseUnavailable(

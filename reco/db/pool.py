@@ -133,6 +133,7 @@ class Database:
         self.migrate = migrate
         self.readiness = readiness
         self._pool: asyncpg.Pool | None = None
+        self._background: asyncpg.Pool | None = None  # the background components' (see open)
         self._clean: set[int] = set()  # server pids released clean: no reset query
 
     @property
@@ -153,28 +154,41 @@ class Database:
             with attempt_ctx:
                 attempt += 1
                 log.info("connecting to the database", attempt=attempt)
-                self._pool = await asyncpg.create_pool(
-                    cfg.url,
-                    min_size=cfg.pool_min_size,
-                    max_size=cfg.pool_max_size,
-                    timeout=cfg.connect_timeout,
-                    command_timeout=cfg.statement_timeout + 1,
-                    server_settings=server_settings(cfg),
-                    init=self._init,
-                    reset=self._reset,
-                )
+                if self._pool is None:
+                    self._pool = await self._create_pool(cfg.pool_min_size, cfg.pool_max_size)
+                # The background components (writer, relay, folder, consumer) draw from
+                # a pool of their own: a request never waits for a connection that a
+                # batch holds, and a burst of requests never starves the writer.
+                if cfg.background_pool_size > 0 and self._background is None:
+                    self._background = await self._create_pool(
+                        min(1, cfg.background_pool_size), cfg.background_pool_size
+                    )
         self.readiness.set(CHECK, True)
         self._update_pool_gauges()
 
+    async def _create_pool(self, min_size: int, max_size: int) -> asyncpg.Pool:
+        cfg = self.settings
+        return await asyncpg.create_pool(
+            cfg.url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=cfg.connect_timeout,
+            command_timeout=cfg.statement_timeout + 1,
+            server_settings=server_settings(cfg),
+            init=self._init,
+            reset=self._reset,
+        )
+
     async def aclose(self, stop: Stop | None = None) -> None:
-        """Close the pool (shielded, within ``db_connect_timeout`` and the stop's share)."""
-        if self._pool is not None:
-            stop = stop or Stop()
-            with stop.cleanup(self.settings.connect_timeout):
-                await self._pool.close()
-            if not self._pool.is_closing():
-                self._pool.terminate()
-            self._pool = None
+        """Close the pools (shielded, within ``db_connect_timeout`` and the stop's share)."""
+        stop = stop or Stop()
+        for pool in (self._background, self._pool):
+            if pool is not None:
+                with stop.cleanup(self.settings.connect_timeout):
+                    await pool.close()
+                if not pool.is_closing():
+                    pool.terminate()
+        self._pool = self._background = None
 
     async def prepare_schema(self) -> None:
         """Migrate (when told to) on a dedicated connection, then insist the schema is current."""
@@ -222,8 +236,11 @@ class Database:
         return ok
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self, *, background: bool = False) -> AsyncIterator[asyncpg.Connection]:
         """Acquire a pooled connection within ``db_acquire_timeout``, instrumented.
+
+        ``background``: from the background components' pool (``db_background_pool_size``;
+        the request pool when that is 0), never one a request could use.
 
         asyncpg errors leave the block translated into reco's vocabulary
         (:func:`reco.db.classify.translate`, the original as ``__cause__``);
@@ -233,6 +250,8 @@ class Database:
         (a client-side timeout, a lost connection) is closed, not reused.
         """
         pool = self.pool
+        if background and self._background is not None:
+            pool = self._background
         conn = await self._acquire(pool)
         broken = False
         try:

@@ -66,6 +66,10 @@ class ModelCache:
         changed_in = self._changed_in.get
         return all(changed_in(seed, 0) <= sync for seed in seeds)
 
+    def due(self) -> bool:
+        """True when :meth:`refresh` would sync (a request then needs a connection)."""
+        return time.monotonic() - self._synced_at >= self.ttl
+
     async def refresh(self, conn: asyncpg.Connection) -> None:
         """Sync with the database when the last sync is older than ``ttl``.
 

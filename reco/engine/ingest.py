@@ -27,7 +27,7 @@ import attrs
 
 from reco.db import classify
 from reco.db.queries import watch_events
-from reco.engine import aggregates
+from reco.engine import aggregates, stamps
 from reco.errors import UnprocessableData
 from reco.events import WatchEvent, new_in_order
 
@@ -68,6 +68,10 @@ ON CONFLICT (item_id) DO UPDATE SET
     changed_at = clock_timestamp()
 """
 
+# Every user of the batch (their stamps move with the history upsert, sql/0004): other
+# instances' stamp watches hear it once the batch commits (reco/engine/stamps.py).
+_NOTIFY = "SELECT pg_notify($1, u) FROM unnest($2::text[]) AS u"
+
 # Appended (COPY), never updated: no row is shared with another batch (see folding.py).
 _DELTAS = "item_cooccurrence_deltas"
 _DELTA_COLUMNS = ("item_id", "other_item_id", "weight")
@@ -78,8 +82,10 @@ async def apply_events(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -
     if not events:
         return
     ordered = sorted(events, key=lambda e: e.occurred_at)  # stable: keeps the given order
-    windows = await _recent_windows(conn, sorted({e.user_id for e in ordered}))
+    users = sorted({e.user_id for e in ordered})
+    windows = await _recent_windows(conn, users)
     new_pairs = await _upsert_history(conn, aggregates.history_rows(ordered))
+    await conn.execute(_NOTIFY, stamps.CHANNEL, users)
     await _upsert_popularity(conn, aggregates.popularity_rows(ordered, new_pairs))
     await _append_cooccurrence(conn, aggregates.cooccurrence_pairs(ordered, windows, new_pairs))
 

@@ -15,6 +15,12 @@ was scored from, and served again only while all of these hold:
   trending part of a list and the counts of its candidates drift slowly, and
   are at most that old, as the model cache's neighbour lists already are.
 
+The stamp need not be read for a user the stamp watch (reco/engine/stamps.py)
+vouches for: :meth:`vouch` records the epoch of the watch and the stamp a
+read saw, :meth:`forget` drops it when the user's stamp is notified to have
+moved; the caller serves a kept list at a vouched stamp only while that
+epoch's listener is current.
+
 Entries are plain tuples of strings and floats, which CPython's collector
 stops tracking after their first collection: a full cache adds nothing to
 what a generation-2 collection walks (see reco/engine/cache.py). At most
@@ -41,8 +47,10 @@ class ListCache:
         # key -> (version, sync, expiry, seeds, algorithm, items)
         self._entries: dict[Key, tuple[int, int, float, tuple[str, ...], str, tuple[_Item, ...]]]
         self._entries = {}
-        self.hits = 0
+        self.hits = 0  # kept lists served (with or without a stamp read)
         self.misses = 0  # lists scored (counted by the caller)
+        self.unread = 0  # of the hits, those served without a stamp read
+        self._vouched: dict[str, tuple[int, int]] = {}  # user -> (watch epoch, stamp)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -70,6 +78,21 @@ class ListCache:
         del self._entries[key]  # re-insert: dict order is recency of use
         self._entries[key] = entry
         return _decode(entry[4], entry[5])
+
+    def vouched(self, user_id: str) -> tuple[int, int] | None:
+        """(epoch, stamp) the stamp watch vouched for ``user_id``, if it did."""
+        return self._vouched.get(user_id)
+
+    def vouch(self, user_id: str, epoch: int, version: int) -> None:
+        vouched = self._vouched
+        vouched.pop(user_id, None)  # re-insert: dict order is recency
+        vouched[user_id] = (epoch, version)
+        while len(vouched) > max(self.size, 1):
+            del vouched[next(iter(vouched))]
+
+    def forget(self, user_id: str) -> None:
+        """The user's stamp moved (a notification): read it with the next request."""
+        self._vouched.pop(user_id, None)
 
     def put(self, key: Key, version: int, sync: int, seeds: Sequence[str],
             recs: RecommendationList) -> None:  # fmt: skip

@@ -3,8 +3,10 @@
 Handlers depend on this interface only; how lists are scored (reco/engine/
 scoring.py, pure) and which aggregates are read is the engine's business.
 
-for_user costs one query on the hot path: the user's version stamp, always
-read fresh, so a committed watch shows in the next list. With a trained model
+for_user costs one query on the hot path: the user's version stamp, read
+fresh, so a committed watch shows in the next list; none while the stamp
+watch (reco/engine/stamps.py) vouches that the stamp of the kept list has
+not moved. With a trained model
 active (``reco train``), the lists of the user's most recent items in that
 version are read as well (cached per process until the version changes) and
 mixed into the personal score (reco/engine/scoring.py); the list's
@@ -26,7 +28,8 @@ import attrs
 
 from reco.db.pool import Database
 from reco.engine import aggregates, queries, scoring
-from reco.engine.cache import ModelCache
+from reco.engine import stamps as stamps_
+from reco.engine.cache import NEIGHBOURS_CACHED, ModelCache
 from reco.engine.lists import ListCache
 from reco.engine.scoring import Reason, RecommendationList, ScoredItem
 from reco.settings import EngineSettings
@@ -60,6 +63,8 @@ class Recommender:
         self.settings = settings
         self.cache = ModelCache(settings.cache_ttl)
         self.lists = ListCache(settings.list_cache_size)
+        self._arrays = scoring.ModelArrays(-1, 0)  # the active model's lists as arrays
+        self.stamps: stamps_.StampWatch | None = None  # set by reco/service.py: see stamps.py
 
     async def for_user(
         self, user_id: str, *, limit: int, genres: Sequence[str] = (),
@@ -67,6 +72,16 @@ class Recommender:
     ) -> RecommendationList:  # fmt: skip
         """Never an item the user watched, never an inactive one; trending for cold users."""
         key = (user_id, limit, frozenset(genres), exclude)
+        stamps = self.stamps
+        if stamps is not None and (vouched := self.lists.vouched(user_id)) is not None:
+            # The stamp watch vouches for the user's stamp: no round trip (stamps.py).
+            epoch, version = vouched
+            if stamps.current(epoch) and not self.cache.due():
+                kept = self.lists.candidate(key, self.cache.unchanged_since)
+                if kept == version and (found := self.lists.get(key, version)) is not None:
+                    self.lists.unread += 1
+                    return found
+        mark = stamps.mark() if stamps is not None else None
         async with self.database.connection() as conn:
             await self.cache.refresh(conn)
             sync = self.cache.syncs  # before the neighbours are read: see lists.py
@@ -74,6 +89,7 @@ class Recommender:
             version, history = await queries.history(conn, user_id, kept)
             if history is None:  # the stamp is the kept list's
                 if (found := self.lists.get(key, version)) is not None:
+                    self._vouch(mark, user_id, version)
                     return found
                 # Replaced or evicted by another request meanwhile: read it all.
                 version, history = await queries.history(conn, user_id)
@@ -87,7 +103,13 @@ class Recommender:
                 trained = await self.cache.trained(conn, history[: scoring.TRAINED_SEEDS])
         recs = await self._score(history, neighbours, limit, genres, exclude, trained, model)
         self.lists.put(key, version, sync, seeds, recs)
+        self._vouch(mark, user_id, version)
         return recs
+
+    def _vouch(self, mark: stamps_.Mark | None, user_id: str, version: int) -> None:
+        """A stamp read begun at ``mark`` saw ``version``: vouched, if the watch agrees."""
+        if self.stamps is not None and (epoch := self.stamps.vouches(mark, user_id)) is not None:
+            self.lists.vouch(user_id, epoch, version)
 
     async def _score(
         self, history: list[str], neighbours: dict[str, scoring.Neighbours], limit: int,
@@ -95,9 +117,11 @@ class Recommender:
         trained: dict[str, scoring.Neighbours], model: tuple[int, str] | None,
     ) -> RecommendationList:  # fmt: skip
         request = scoring.Request(limit, frozenset(genres), frozenset(exclude), self.cache.inactive)
+        if model is not None and model[0] != self._arrays.version:
+            self._arrays = scoring.ModelArrays(model[0], NEIGHBOURS_CACHED)
         items = scoring.recommend(
             history, neighbours, self.cache.items, self.cache.trending, request,
-            trained, self.settings.trained_weight,
+            trained, self.settings.trained_weight, self._arrays,
         )  # fmt: skip
         if len(items) < limit:
             items = await self._fill(items, request, frozenset(history))

@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
 import attrs
+import numpy as np
+import numpy.typing as npt
 
 SEEDS = 10
 RECENCY = 0.8
@@ -170,13 +172,75 @@ def mix(live: dict[str, float], model: Mapping[str, float], share: float,
 
 
 def summed(lists: Sequence[Neighbours]) -> dict[str, float]:
-    """Candidate -> the sum of its weights over ``lists`` (the model part: uniform)."""
+    """Candidate -> the sum of its weights over ``lists`` (the model part: uniform).
+
+    The reference for :meth:`ModelArrays.summed`, which the hot path uses.
+    """
     totals: dict[str, float] = {}
     get = totals.get
     for weights in lists:
         for item_id, weight in weights.items():
             totals[item_id] = get(item_id, 0.0) + weight
     return totals
+
+
+_Codes = npt.NDArray[np.intp]
+_Weights = npt.NDArray[np.float64]
+
+
+class ModelArrays:
+    """A trained model version's lists as arrays over dense item codes.
+
+    The model part of a score sums up to TRAINED_SEEDS lists of about a
+    hundred neighbours: 20,000 dict updates in Python (most of a scored
+    list's cost with a model, docs/performance.md "Engine write and read
+    cost"). Each list is turned into a code array and a weight array once,
+    the first time a user's history needs it, and the sum is one
+    ``np.bincount`` over the concatenation: the same additions in the same
+    order as :func:`summed`, so the same floats. A version's lists never
+    change; the caller keeps one instance per model version. At most
+    ``size`` lists are kept (the oldest go first); the codes are at most the
+    catalogue.
+    """
+
+    def __init__(self, version: int, size: int) -> None:
+        self.version = version
+        self.size = size
+        self._ids: list[str] = []  # code -> item id
+        self._codes: dict[str, int] = {}  # item id -> code
+        self._lists: dict[str, tuple[_Codes, _Weights]] = {}  # seed -> (codes, weights)
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def _arrays(self, seed: str, weights: Neighbours) -> tuple[_Codes, _Weights]:
+        found = self._lists.get(seed)
+        if found is None:
+            codes, ids = self._codes, self._ids
+            for item_id in weights:
+                if item_id not in codes:
+                    codes[item_id] = len(ids)
+                    ids.append(item_id)
+            found = (np.fromiter(map(codes.__getitem__, weights), np.intp, len(weights)),
+                     np.fromiter(weights.values(), np.float64, len(weights)))  # fmt: skip
+            self._lists[seed] = found
+            while len(self._lists) > max(self.size, 1):
+                del self._lists[next(iter(self._lists))]
+        return found
+
+    def summed(self, seeds: Sequence[str], lists: Mapping[str, Neighbours]) -> dict[str, float]:
+        """:func:`summed` over the lists of ``seeds`` in ``lists`` (a seed without one adds
+        nothing)."""
+        parts = [self._arrays(seed, weights) for seed in seeds if (weights := lists.get(seed))]
+        if not parts:
+            return {}
+        codes = np.concatenate([p[0] for p in parts])
+        totals = np.bincount(codes, weights=np.concatenate([p[1] for p in parts]))
+        present = np.zeros(len(totals), dtype=bool)
+        present[codes] = True
+        found = np.flatnonzero(present)
+        return dict(zip(map(self._ids.__getitem__, found.tolist()), totals[found].tolist(),
+                        strict=True))  # fmt: skip
 
 
 def recommend(
@@ -187,6 +251,7 @@ def recommend(
     request: Request,
     trained: Mapping[str, Neighbours] = _NONE_LISTS,
     trained_weight: float = 0.0,
+    arrays: ModelArrays | None = None,
 ) -> list[ScoredItem]:
     """The ranked list for a user: personal candidates blended with trending, then fill.
 
@@ -194,7 +259,9 @@ def recommend(
     ``neighbours`` maps (at least) its seeds to their neighbours, whose infos
     are in ``items``; ``trending`` is the trending list (active items only),
     strongest first; ``trained`` maps (at least) the user's TRAINED_SEEDS most
-    recent items to their lists in the active trained model.
+    recent items to their lists in the active trained model, which ``arrays``
+    (the caller's, kept per model version; a fresh one when None) holds as
+    arrays between calls.
 
     Only candidates that can still reach the top ``limit`` get a blended score
     (the trending part is at most ``weight``), and only the chosen ones become
@@ -207,7 +274,9 @@ def recommend(
     recent = list(history[:TRAINED_SEEDS])
     model_lists = [trained.get(item, _NONE) for item in recent]
     if trained_weight > 0 and any(model_lists):
-        model = summed(model_lists)
+        if arrays is None:
+            arrays = ModelArrays(0, len(recent))
+        model = arrays.summed(recent, trained)
         allowed_ids = candidates(totals.keys() | model.keys(), items, request, seen)
         totals = mix(totals, model, trained_weight, allowed_ids)
     else:

@@ -87,7 +87,7 @@ class CooccurrenceFolder:
 
     async def _fold_once(self, part: int, parts: int, work: Work) -> None:
         """One pass over the increments' pages, chunk by chunk (a transaction each)."""
-        async with self.database.connection() as conn:
+        async with self.database.connection(background=True) as conn:
             size = await folding.table_blocks(conn)
         for first, blocks in folding.chunks(size, self.settings.chunk_blocks):
             if self._stop.requested:
@@ -100,7 +100,7 @@ class CooccurrenceFolder:
         """Fold one chunk; False when another instance is folding this part."""
         began = time.perf_counter()
         try:
-            async with self.database.connection() as conn, conn.transaction():
+            async with self.database.connection(background=True) as conn, conn.transaction():
                 folded = await folding.fold(
                     conn, statement_timeout=self.settings.timeout,
                     part=part, parts=parts, first_block=first, blocks=blocks,

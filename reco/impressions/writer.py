@@ -122,13 +122,13 @@ class ImpressionWriter:
         rows = outbox_rows(batch, self.topic)
         with anyio.fail_after(self._attempt_timeout):
             try:
-                async with self.database.connection() as conn, conn.transaction():
+                async with self.database.connection(background=True) as conn, conn.transaction():
                     await copy_impressions(conn, batch)
                     await outbox.copy_rows(conn, rows)
             except UnprocessableData as exc:
                 if not isinstance(exc.__cause__, asyncpg.UniqueViolationError):
                     raise
-                async with self.database.connection() as conn, conn.transaction():
+                async with self.database.connection(background=True) as conn, conn.transaction():
                     await insert_impressions(conn, batch)
                     await outbox.enqueue(conn, rows)
             batch.clear()

@@ -114,7 +114,7 @@ class Maintainer:
 
     async def pass_once(self) -> Pass:
         """Create the partitions ahead, drop the expired ones: one transaction, if ours."""
-        async with self.database.connection() as conn, conn.transaction():
+        async with self.database.connection(background=True) as conn, conn.transaction():
             if not await queries.try_lock(conn):
                 return Pass(ran=False)
             await conn.execute(f"SET LOCAL lock_timeout = {int(self.settings.lock_timeout * 1000)}")
@@ -153,7 +153,7 @@ class Maintainer:
 
     async def sizes_guarded(self) -> None:
         try:
-            async with self.database.connection() as conn:
+            async with self.database.connection(background=True) as conn:
                 sizes = await queries.table_sizes(conn)
         except Exception as exc:  # noqa: BLE001 - a missed sample; the next one comes
             log.warning("table sizes not read", error=repr(exc))

@@ -253,7 +253,7 @@ class OutboxRelay:
 
     async def _claim(self) -> list[queries.PendingRow]:
         try:
-            async with self.database.connection() as conn:
+            async with self.database.connection(background=True) as conn:
                 rows = await queries.fetch_pending(conn, self.settings.batch_max)
         except Exception:
             metrics.outbox_errors.inc({"stage": "claim"})
@@ -296,7 +296,7 @@ class OutboxRelay:
             raise PublishFailed(alone.error)
         bound = self.database.settings.statement_timeout + 1
         with self._stop.cleanup(bound), anyio.fail_after(bound):
-            async with self.database.connection() as conn:
+            async with self.database.connection(background=True) as conn:
                 await queries.mark_rejected(conn, row.id, alone.error[:500])
         metrics.outbox_rejected.inc({"topic": row.topic})
         log.error("outbox row refused by the broker; set aside", row=row.id,
@@ -307,7 +307,7 @@ class OutboxRelay:
             # Marked even when cancelled (within the share): unmarked rows are sent again.
             bound = self.database.settings.statement_timeout + 1
             with self._stop.cleanup(bound), anyio.fail_after(bound):
-                async with self.database.connection() as conn:
+                async with self.database.connection(background=True) as conn:
                     await queries.mark_published(conn, ids)
         except Exception:
             metrics.outbox_errors.inc({"stage": "mark"})
@@ -326,7 +326,7 @@ class OutboxRelay:
         """Delete published rows older than ``outbox_retention``, in chunks."""
         total = 0
         while True:
-            async with self.database.connection() as conn:
+            async with self.database.connection(background=True) as conn:
                 deleted = await queries.prune(conn, self.settings.outbox_retention, PRUNE_CHUNK)
             total += deleted
             if deleted < PRUNE_CHUNK:
@@ -344,7 +344,7 @@ class OutboxRelay:
     async def check_backlog(self) -> None:
         """Update the backlog gauges and the ``outbox`` readiness check."""
         try:
-            async with self.database.connection() as conn:
+            async with self.database.connection(background=True) as conn:
                 backlog = await queries.backlog(conn)
         except Exception as exc:  # noqa: BLE001 - reported as a failing check
             detail = f"backlog unknown: {type(exc).__name__}"

@@ -105,6 +105,9 @@ class DatabaseSettings:
     # None: on in development/test, off in production (Settings.should_migrate_on_start)
     migrate_on_start: bool | None = setting(None, env="RECO_MIGRATE_ON_START")
     migrations_dir: str = setting("", env="RECO_MIGRATIONS_DIR")  # empty: reco's own sql/
+    # the background components' own pool (writer, relay, folder, consumer); 0: they share
+    # the request pool
+    background_pool_size: int = setting(6, validator=_at_least_zero)
 
     @property
     def tcp_dead_after(self) -> float:

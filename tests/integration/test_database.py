@@ -101,6 +101,15 @@ class TestTimeouts:
         assert value(metrics.db_acquire_timeouts, {}) == before + 1
         assert value(metrics.db_pool_in_use, {}) == 0
 
+    async def test_background_work_has_a_pool_of_its_own(self, database: Database) -> None:
+        """A request pool held to the last connection still leaves the background one
+        (RECO_DB_BACKGROUND_POOL_SIZE): a batch never waits behind requests, nor they behind it."""
+        async with database.connection() as conn:
+            mine = await conn.fetchval("SELECT pg_backend_pid()")
+            with anyio.fail_after(BOUND):
+                async with database.connection(background=True) as other:
+                    assert await other.fetchval("SELECT pg_backend_pid()") != mine
+
     async def test_query_errors_are_counted_by_class(self, database: Database) -> None:
         """A failing statement counts under its class; the connection stays usable."""
         before = value(metrics.db_query_errors, {"class": "error"})

@@ -14,6 +14,7 @@ import math
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from reco.engine import scoring
 from reco.engine.aggregates import log_add, trending_exponent
 
 FIRST = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
@@ -73,3 +74,29 @@ class TestLogAdd:
     def test_symmetric(self, a: dt.datetime, b: dt.datetime) -> None:
         x, y = trending_exponent(a), trending_exponent(b)
         assert log_add(x, y) == log_add(y, x)
+
+
+# Any item ids (all of Unicode) and positive model weights, for the array form of the model part.
+_ITEM_IDS = st.text(min_size=1, max_size=8)
+_LISTS = st.dictionaries(
+    _ITEM_IDS,
+    st.dictionaries(_ITEM_IDS, st.floats(min_value=1e-300, max_value=1e300), max_size=12),
+    max_size=12,
+)
+
+
+class TestModelArrays:
+    """scoring.ModelArrays.summed (numpy, on the hot path) is scoring.summed, float for float."""
+
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None)
+    @given(_LISTS, st.lists(_ITEM_IDS, max_size=16), st.integers(1, 4))
+    def test_same_sums_as_the_reference(
+        self, lists: dict[str, dict[str, float]], extra: list[str], size: int
+    ) -> None:
+        arrays = scoring.ModelArrays(1, size)  # a small bound: lists are evicted and rebuilt
+        seeds = [*lists, *extra]
+        for _ in range(2):  # the second time from the kept arrays
+            got = arrays.summed(seeds, lists)
+            want = scoring.summed([lists[s] for s in seeds if s in lists])
+            assert got == want
+        assert len(arrays) <= size
