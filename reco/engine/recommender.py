@@ -55,8 +55,8 @@ class Recommender:
     def __init__(self, database: Database, settings: EngineSettings) -> None:
         self.database = database
         self.settings = settings
-        self.cache = ModelCache(settings.cache_ttl)
-        self.lists = ListCache(settings.list_cache_size)
+        self.cache = ModelCache(settings.cache_ttl, settings.model_cache_bytes)
+        self.lists = ListCache(settings.list_cache_size, settings.list_cache_bytes)
 
     async def for_user(
         self, user_id: str, *, limit: int, genres: Sequence[str] = (),
