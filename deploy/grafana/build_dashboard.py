@@ -157,12 +157,25 @@ DATABASE = [
           [(rate("reco_db_query_errors_total", by="class"), "{{class}}")]),
 ]  # fmt: skip
 
+MEMORY = [
+    panel("Model cache (bytes / bound, per instance)", "bytes",
+          [(f"reco_model_cache_bytes{{{SEL}}}", "held {{instance}}"),
+           (f"reco_model_cache_max_bytes{{{SEL}}}", "bound {{instance}}"),
+           (f"reco_list_cache_bytes{{{SEL}}}", "scored lists {{instance}}")],
+          "Held above the bound: alert RecoModelCacheOverBound."),
+    panel("Model cache evictions", "ops",
+          [(rate("reco_model_cache_evictions_total"), "lists/s")],
+          "Steady evictions: the bound holds fewer lists than requests use; raise "
+          "RECO_RECS_MODEL_CACHE_BYTES if the pod's memory allows."),
+]  # fmt: skip
+
 ROWS = [
     ("Golden signals", GOLDEN),
     ("Consumer (watch events)", CONSUMER),
     ("Outbox relay", OUTBOX),
     ("Impressions (background work)", IMPRESSIONS),
     ("PostgreSQL pool", DATABASE),
+    ("Memory (per-process caches)", MEMORY),
 ]
 
 

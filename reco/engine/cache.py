@@ -47,6 +47,7 @@ import attrs
 
 from reco.engine import queries, scoring, sizes
 from reco.engine.scoring import ItemInfo, Neighbours
+from reco.observability import metrics
 
 TRENDING_CACHED = 500  # items kept in the trending list
 MAX_AGE = 60.0
@@ -65,6 +66,7 @@ class ModelCache:
         self._uses = itertools.count()  # orders entries of both kinds by last use
         self.bytes = 0  # what the kept lists and infos cost (reco/engine/sizes.py)
         self.evictions = 0  # lists dropped to stay within max_bytes
+        metrics.model_cache_max_bytes.value = max_bytes
         self._synced_at = -float("inf")
         self._mark: dt.datetime | None = None
         self._lock = anyio.Lock()
@@ -168,6 +170,7 @@ class ModelCache:
             self.model = changes.model
             self._reset_in = self.syncs
         self.inactive = now_inactive
+        metrics.model_cache_bytes.value = self.bytes
         self._mark = mark
         self._synced_at = began
 
@@ -219,6 +222,8 @@ class ModelCache:
             else:
                 self._drop(trained, next(iter(trained)))
             self.evictions += 1
+            metrics.model_cache_evictions.inc()
+        metrics.model_cache_bytes.value = self.bytes
 
 
 @attrs.define

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from reco.engine import sizes
 from reco.engine.cache import MAX_AGE
 from reco.engine.scoring import Reason, RecommendationList, ScoredItem
+from reco.observability import metrics
 
 Key = tuple[str, int, frozenset[str], frozenset[str]]  # user, limit, genres, exclude
 _Item = tuple[str, str, float, str, str | None]  # item, title, score, reason type, reason item
@@ -93,6 +94,7 @@ class ListCache:
         self.bytes += cost
         while len(self._entries) > self.size or self.bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
+        metrics.list_cache_bytes.value = self.bytes
 
     def _drop(self, key: Key) -> None:
         if (entry := self._entries.pop(key, None)) is not None:
