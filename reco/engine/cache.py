@@ -30,11 +30,14 @@ Each sync has a number (``syncs``). The cache remembers, per item, the sync
 that last reported it changed, and the last sync that changed the inactive
 set or started from empty: :meth:`unchanged_since` tells the per-user list
 cache (reco/engine/lists.py) whether lists scored at some sync still rest on
-the same model data for their seeds.
+the same model data for their seeds. Changes older than ``FORGET`` (longer
+than any kept list lives) are forgotten, so that record stays as small as
+the items that changed recently.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import random
@@ -51,6 +54,8 @@ from reco.observability import metrics
 
 TRENDING_CACHED = 500  # items kept in the trending list
 MAX_AGE = 60.0
+# Longer than any kept scored list lives (reco/engine/lists.py: MAX_AGE * 1.25).
+FORGET = 2 * MAX_AGE
 OVERLAP = dt.timedelta(seconds=5)  # a writer's changed_at may precede its commit
 
 
@@ -73,12 +78,16 @@ class ModelCache:
         self.syncs = 0  # syncs done so far
         self._changed_in: dict[str, int] = {}  # item -> the sync that last saw it change
         self._reset_in = 0  # the last sync that started afresh or changed the inactive set
+        # Changes older than FORGET are dropped from _changed_in (kept in order of change):
+        # no kept scored list is that old; one scored before _forgotten is deemed changed.
+        self._sync_times: collections.deque[tuple[int, float]] = collections.deque()
+        self._forgotten = 0  # the last sync whose changes were dropped
         self.model: tuple[int, str] | None = None  # the active trained model (version, method)
         self._trained: dict[str, _Entry] = {}  # seed -> its list in ``model``
 
     def unchanged_since(self, sync: int, seeds: Sequence[str]) -> bool:
         """True when no sync after ``sync`` changed the inactive set or one of ``seeds``."""
-        if self._reset_in > sync:
+        if self._reset_in > sync or self._forgotten > sync:
             return False
         changed_in = self._changed_in.get
         return all(changed_in(seed, 0) <= sync for seed in seeds)
@@ -161,7 +170,7 @@ class ModelCache:
             self._reset_in = self.syncs
         for item in changed:
             self._drop(self._neighbours, item)
-            self._changed_in[item] = self.syncs
+        self.note_changes(changed, began)
         if (now_inactive := frozenset(inactive)) != self.inactive:
             self._reset_in = self.syncs
         if changes.model != self.model:  # a new version: every kept list is stale
@@ -173,6 +182,23 @@ class ModelCache:
         metrics.model_cache_bytes.value = self.bytes
         self._mark = mark
         self._synced_at = began
+
+    def note_changes(self, changed: Iterable[str], began: float) -> None:
+        """Remember that sync ``syncs`` (begun at monotonic ``began``) saw ``changed``
+        change, and forget the changes of syncs older than FORGET."""
+        changed_in, sync = self._changed_in, self.syncs
+        for item in changed:
+            changed_in.pop(item, None)  # re-insert: dict order is order of change
+            changed_in[item] = sync
+        times = self._sync_times
+        times.append((sync, began))
+        while times and times[0][1] < began - FORGET:
+            self._forgotten = times.popleft()[0]
+        while changed_in:
+            oldest = next(iter(changed_in))
+            if changed_in[oldest] > self._forgotten:
+                break
+            del changed_in[oldest]
 
     def _put(self, kind: dict[str, _Entry], seed: str, weights: Neighbours,
              infos: dict[str, ItemInfo], expiry: float) -> None:  # fmt: skip

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reco.engine import sizes
-from reco.engine.cache import ModelCache
+from reco.engine.cache import FORGET, ModelCache
 from reco.engine.lists import ListCache
 from reco.engine.scoring import ItemInfo, Neighbours, Reason, RecommendationList, ScoredItem
 
@@ -119,3 +119,19 @@ class TestListCacheBytes:
             assert cache.bytes <= bound
             assert len(cache) <= 10
             assert cache.bytes == sum(e[6] for e in cache._entries.values())
+
+
+class TestChangesAreForgotten:
+    def test_only_recent_changes_are_remembered_and_older_lists_count_as_changed(self) -> None:
+        cache = ModelCache(ttl=1.0, max_bytes=0)
+        for sync in range(1, 201):  # one sync a second, item k changed at sync k
+            cache.syncs = sync
+            cache.note_changes([f"i{sync}"], began=float(sync))
+        assert len(cache._changed_in) == FORGET + 1  # syncs 80..200 (2 minutes)
+        assert cache.unchanged_since(150, ["i10", "i100", "i150"])
+        assert not cache.unchanged_since(150, ["i151"])
+        assert not cache.unchanged_since(60, ["i1"])  # older than what is remembered
+        cache.syncs = 201
+        cache.note_changes(["i150"], began=201.0)  # changed again: moved to the end
+        assert not cache.unchanged_since(200, ["i150"])
+        assert list(cache._changed_in)[-1] == "i150"
