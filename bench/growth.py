@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import subprocess
 import sys
@@ -226,7 +227,10 @@ def run(args: argparse.Namespace, server: Server, url: str, bootstrap: str,
               f"{point.p50_ms:6.1f} ms p99 {point.p99_ms:7.1f} ms ({point.read_errors} not 200); "
               f"RSS {rss / 2**20:5.0f} MiB (peak {peak / 2**20:.0f}); model cache "
               f"{point.model_cache / 2**20:.0f} MiB; database "
-              f"{sum(t for t, _ in point.tables.values()) / 2**20:,.0f} MiB", flush=True)  # fmt: skip
+              f"{sum(t for t, _ in point.tables.values()) / 2**20:,.0f} MiB; load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+        if point.read_errors:
+            print(f"  read answers by status: {read['statuses']}, errors {read['errors']}")
     if args.fill > 0:
         points.append(fill(args, server, workload, points[-1]))
     return points
