@@ -62,7 +62,7 @@ INSERT = """
 INSERT INTO watch_events (event_id, user_id, item_id, occurred_at, watched_seconds, completed)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
                      $5::float8[], $6::boolean[])
-ON CONFLICT (event_id) DO NOTHING
+ON CONFLICT (event_id, received_day) DO NOTHING  -- sql/0006: the key has the day
 """
 
 

@@ -271,7 +271,7 @@ async def insert_new(conn: asyncpg.Connection, batch: list[WatchEvent]) -> list[
         """
         INSERT INTO watch_events (event_id, user_id, item_id, occurred_at)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-        ON CONFLICT (event_id) DO NOTHING RETURNING event_id
+        ON CONFLICT (event_id, received_day) DO NOTHING RETURNING event_id
         """,
         [e.event_id for e in batch], [e.user_id for e in batch],
         [e.item_id for e in batch], [e.occurred_at for e in batch],

@@ -1,6 +1,6 @@
 """The composition root: builds every component and hands them to the supervisor.
 
-Start order (stop order is the reverse): database, outbox relay, impression
+Start order (stop order is the reverse): database, maintenance, outbox relay, impression
 writer, co-occurrence folder, consumer, HTTP. HTTP starts last so traffic arrives only when the
 rest is ready, and stops first so no request finds a stopped dependency; the
 impression writer drains before the relay finishes its last batch.
@@ -26,6 +26,7 @@ from reco.folder.component import CooccurrenceFolder
 from reco.impressions.buffer import ImpressionBuffer
 from reco.impressions.writer import ImpressionWriter
 from reco.lifecycle import Component
+from reco.maintenance.component import Maintainer
 from reco.observability.logs import get_logger
 from reco.observability.readiness import Readiness
 from reco.outbox.relay import OutboxRelay
@@ -43,6 +44,7 @@ SHUTDOWN_SHARES: dict[str, float] = {
     "cooccurrence-folder": 0.1,
     "impression-writer": 0.15,
     "outbox-relay": 0.1,
+    "maintenance": 0.05,
     "database": 0.05,
 }
 EXTRA_SHARE = 0.02  # each extra component (reco dev's banner): it holds no work
@@ -59,6 +61,8 @@ def build(
         recommender=Recommender(database, settings.engine),
     )  # fmt: skip
     components: list[Component] = [database]
+    if settings.maintenance.enabled:
+        components.append(Maintainer(settings.maintenance, database))
     impressions = ImpressionBuffer(settings.impressions)
     app_state.impressions = impressions
     if settings.relay.enabled:

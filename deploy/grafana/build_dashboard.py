@@ -5,7 +5,8 @@ The dashboard is code so that panels stay uniform and reviewable: edit this file
 what this script writes and that every query names a metric reco declares.
 
 Rows: the golden signals (traffic, errors, latency, saturation), readiness, the consumer,
-the outbox relay, impressions (background work) and the PostgreSQL pool.
+the outbox relay, impressions (background work), the PostgreSQL pool, and retention
+(maintenance passes, table sizes).
 """
 
 from __future__ import annotations
@@ -157,6 +158,23 @@ DATABASE = [
           [(rate("reco_db_query_errors_total", by="class"), "{{class}}")]),
 ]  # fmt: skip
 
+MAINTENANCE = [
+    panel("Table size (with indexes)", "bytes",
+          [(f"max by (table) (reco_table_bytes{{{SEL}}})", "{{table}}")],
+          "Every table of the schema, partitions summed (every instance samples the same)."),
+    panel("Index size", "bytes",
+          [(f"max by (table) (reco_table_index_bytes{{{SEL}}})", "{{table}}")]),
+    panel("Maintenance passes", "ops",
+          [(rate("reco_maintenance_runs_total", by="outcome"), "{{outcome}}")]),
+    panel("Since the last maintenance success", "s",
+          [(f"time() - max(reco_maintenance_last_success_timestamp_seconds{{{SEL}}})", "age")]),
+    panel("Partitions created / dropped", "ops",
+          [(rate("reco_maintenance_partitions_created_total", by="table"), "created {{table}}"),
+           (rate("reco_maintenance_partitions_dropped_total", by="table"), "dropped {{table}}")]),
+    panel("Outbox rows pruned", "ops", [(rate("reco_outbox_pruned_total"), "pruned")],
+          "Published rows past RECO_OUTBOX_RETENTION, deleted by the relay's leader."),
+]  # fmt: skip
+
 MEMORY = [
     panel("Model cache (bytes / bound, per instance)", "bytes",
           [(f"reco_model_cache_bytes{{{SEL}}}", "held {{instance}}"),
@@ -175,6 +193,7 @@ ROWS = [
     ("Outbox relay", OUTBOX),
     ("Impressions (background work)", IMPRESSIONS),
     ("PostgreSQL pool", DATABASE),
+    ("Retention and table sizes", MAINTENANCE),
     ("Memory (per-process caches)", MEMORY),
 ]
 

@@ -14,7 +14,7 @@ INSERT INTO impressions (recommendation_id, user_id, endpoint, algorithm, items,
 SELECT r, u, e, a, i::jsonb, s
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
     AS t(r, u, e, a, i, s)
-ON CONFLICT (recommendation_id) DO NOTHING
+ON CONFLICT (recommendation_id, served_at) DO NOTHING
 """
 
 
@@ -22,7 +22,8 @@ _COLUMNS = ("recommendation_id", "user_id", "endpoint", "algorithm", "items", "s
 
 
 async def insert_impressions(conn: asyncpg.Connection, impressions: Sequence[Impression]) -> None:
-    """Idempotent: an impression already stored (same recommendation id) is skipped."""
+    """Idempotent: an impression already stored (same recommendation id and instant) is skipped
+    (the primary key contains the partition key, sql/0007; a retried batch resends both)."""
     await conn.execute(_INSERT, *impression_columns(impressions))
 
 

@@ -189,6 +189,31 @@ outbox_publish_latency = _histogram(
 )
 outbox_leader = _gauge("reco_outbox_leader", "1 when this instance's relay leads, else 0.")
 
+# --- maintenance (reco/maintenance/) ---------------------------------------------
+maintenance_runs = _counter(
+    "reco_maintenance_runs_total",
+    "Maintenance passes by outcome (ok|skipped: another instance held the lock|transient|error).",
+)
+maintenance_last_success = _gauge(
+    "reco_maintenance_last_success_timestamp_seconds",
+    "Unix time of this instance's last maintenance pass that ran to the end (0: none yet).",
+)
+maintenance_partitions_created = _counter(
+    "reco_maintenance_partitions_created_total", "Daily partitions created ahead, by table."
+)
+maintenance_partitions_dropped = _counter(
+    "reco_maintenance_partitions_dropped_total", "Partitions dropped past retention, by table."
+)
+outbox_pruned = _counter(
+    "reco_outbox_pruned_total", "Published outbox rows deleted past RECO_OUTBOX_RETENTION."
+)
+table_bytes = _gauge(
+    "reco_table_bytes", "Total size of a table with its indexes and TOAST (partitions summed)."
+)
+table_index_bytes = _gauge(
+    "reco_table_index_bytes", "Size of a table's indexes (partitions summed)."
+)
+
 # --- recommendations --------------------------------------------------------------
 recommendations_served = _counter(
     "reco_recommendations_served_total", "Recommendation lists served, by endpoint and algorithm."

@@ -332,6 +332,7 @@ class OutboxRelay:
             if deleted < PRUNE_CHUNK:
                 break
         if total:
+            metrics.outbox_pruned.add({}, total)
             log.info("outbox pruned", deleted=total)
         return total
 

@@ -233,6 +233,25 @@ class TrainingSettings:
 
 
 @attrs.frozen
+class MaintenanceSettings:
+    """Partitions and retention (reco/maintenance/): a pass every ``interval`` on every instance."""
+
+    ENV_PREFIX: ClassVar[str] = "RECO_MAINTENANCE_"
+
+    enabled: bool = True
+    interval: float = positive(600.0)
+    # how long an event id is remembered for deduplication: above any producer's retry
+    # horizon and the topic's retention (7 days); docs/design.md "Retention" says why
+    watch_event_retention: float = positive(30 * 24 * 3600.0, env="RECO_WATCH_EVENT_RETENTION")
+    impression_retention: float = positive(14 * 24 * 3600.0, env="RECO_IMPRESSION_RETENTION")
+    # daily partitions created beyond today
+    partitions_ahead: int = positive(3, env="RECO_PARTITIONS_AHEAD")
+    table_size_interval: float = positive(300.0, env="RECO_TABLE_SIZE_INTERVAL")
+    # each DDL statement of a pass waits at most this long for its table lock (else: next pass)
+    lock_timeout: float = positive(2.0)
+
+
+@attrs.frozen
 class Settings:
     """Every knob of the service: process-wide ones here, the rest by component."""
 
@@ -256,6 +275,7 @@ class Settings:
     relay: RelaySettings = attrs.field(factory=RelaySettings)
     engine: EngineSettings = attrs.field(factory=EngineSettings)
     training: TrainingSettings = attrs.field(factory=TrainingSettings)
+    maintenance: MaintenanceSettings = attrs.field(factory=MaintenanceSettings)
 
     @property
     def should_migrate_on_start(self) -> bool:
@@ -274,7 +294,7 @@ class Settings:
 
 SECTIONS = (
     HttpSettings, DatabaseSettings, KafkaSettings, ConsumerSettings, FolderSettings,
-    ImpressionSettings, RelaySettings, EngineSettings, TrainingSettings,
+    ImpressionSettings, RelaySettings, EngineSettings, TrainingSettings, MaintenanceSettings,
 )  # fmt: skip
 for _section in (*SECTIONS, Settings):
     attrs.resolve_types(_section)

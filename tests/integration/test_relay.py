@@ -231,9 +231,15 @@ class TestHousekeeping:
             await conn.execute(
                 "UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id % 2 = 0"
             )
+        pruned: Any = metrics.outbox_pruned  # .get() is typed as any metric's value
+        try:
+            before = float(pruned.get({}))
+        except KeyError:  # never counted yet
+            before = 0.0
         async with running_database(cfg) as db:
             deleted = await OutboxRelay(cfg.relay, cfg.kafka, db, Readiness()).prune_once()
         assert deleted == 5
+        assert float(pruned.get({})) == before + 5
         async with dedicated(cfg) as conn:
             assert await conn.fetchval("SELECT count(*) FROM outbox") == 5
 

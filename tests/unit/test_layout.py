@@ -135,6 +135,7 @@ ALLOWED = {
     "reco.observability": set(),
     "reco.lifecycle": set(),
     "reco.retry": set(),
+    "reco.maintenance": {"reco.db"},
 }
 
 

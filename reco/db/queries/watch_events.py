@@ -1,4 +1,13 @@
-"""Storing watch events: one round trip per batch, unique by ``event_id``."""
+"""Storing watch events: two round trips per batch, unique by ``event_id`` within the window.
+
+``watch_events`` is partitioned by the day it was received (sql/0006): an id
+is remembered for as long as its day's partition is kept
+(``RECO_WATCH_EVENT_RETENTION``, reco/maintenance/). The insert skips the
+ids stored on any day (one ``= ANY`` lookup on the primary key, whose first
+column is ``event_id``) and, for a transaction storing the same id the same
+day, the primary key's ON CONFLICT; ``watch_events_day()`` orders
+transactions around the day change so that neither misses the other.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +18,17 @@ import asyncpg
 
 from reco.events import WatchEvent
 
+_DAY = "SELECT watch_events_day()"
+
 _INSERT_NEW = """
-INSERT INTO watch_events (event_id, user_id, item_id, occurred_at, watched_seconds, completed)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
-                     $5::float8[], $6::boolean[])
-ON CONFLICT (event_id) DO NOTHING
+WITH seen AS (SELECT event_id FROM watch_events WHERE event_id = ANY($1::text[]))
+INSERT INTO watch_events
+    (event_id, user_id, item_id, occurred_at, watched_seconds, completed, received_day)
+SELECT u.*, $7::date FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                                 $5::float8[], $6::boolean[])
+    AS u(event_id, user_id, item_id, occurred_at, watched_seconds, completed)
+WHERE u.event_id NOT IN (SELECT event_id FROM seen)
+ON CONFLICT (event_id, received_day) DO NOTHING
 RETURNING event_id
 """
 
@@ -27,11 +42,13 @@ async def insert_new(conn: asyncpg.Connection, events: Sequence[WatchEvent]) -> 
     if not events:
         return []
     ordered = sorted(events, key=lambda e: e.event_id)
+    # its own statement: the insert's snapshot is taken after the day's barrier
+    day = await conn.fetchval(_DAY)
     rows = await conn.fetch(
         _INSERT_NEW,
         [e.event_id for e in ordered], [e.user_id for e in ordered],
         [e.item_id for e in ordered], [e.occurred_at for e in ordered],
-        [e.watched_seconds for e in ordered], [e.completed for e in ordered],
+        [e.watched_seconds for e in ordered], [e.completed for e in ordered], day,
     )  # fmt: skip
     return [row[0] for row in rows]
 

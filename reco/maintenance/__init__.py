@@ -1,0 +1,1 @@
+"""Partitions and retention of the growing tables (docs/design.md "Retention")."""
