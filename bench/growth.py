@@ -145,7 +145,7 @@ def load_catalogue(server: Server, n: int) -> None:
 
 def scrape(server: Server) -> dict[str, float]:
     """The service's metrics, summed over labels, by name."""
-    text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    text = httpx.get(f"{server.base_url}/metrics", timeout=120).text
     sums: dict[str, float] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -223,6 +223,7 @@ def run(args: argparse.Namespace, server: Server, url: str, bootstrap: str,
             int(scrape(server).get("reco_model_cache_bytes", 0)), anyio.run(table_sizes, url),
         )  # fmt: skip
         points.append(point)
+        save(args.out, points)
         print(f"{point.events:>10,} events: ingest {point.ingest_rate:7,.0f} events/s; read p50 "
               f"{point.p50_ms:6.1f} ms p99 {point.p99_ms:7.1f} ms ({point.read_errors} not 200); "
               f"RSS {rss / 2**20:5.0f} MiB (peak {peak / 2**20:.0f}); model cache "
@@ -232,8 +233,22 @@ def run(args: argparse.Namespace, server: Server, url: str, bootstrap: str,
         if point.read_errors:
             print(f"  read answers by status: {read['statuses']}, errors {read['errors']}")
     if args.fill > 0:
-        points.append(fill(args, server, workload, points[-1]))
+        try:
+            points.append(fill(args, server, workload, points[-1]))
+        except (httpx.HTTPError, subprocess.SubprocessError, OSError) as exc:
+            print(f"the cache-filling phase failed ({exc!r}); the checkpoints stand")
+        save(args.out, points)
     return points
+
+
+def save(path: Path, points: list[Checkpoint]) -> None:
+    """Every checkpoint so far, as JSON (``--replot`` reads it back)."""
+    path.write_text(json.dumps([attrs.asdict(p) for p in points], indent=1))
+
+
+def load(path: Path) -> list[Checkpoint]:
+    return [Checkpoint(**{**p, "tables": {k: tuple(v) for k, v in p["tables"].items()}})
+            for p in json.loads(path.read_text())]  # fmt: skip
 
 
 def fill(args: argparse.Namespace, server: Server, workload: Workload,
@@ -330,8 +345,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     add("--read-seconds", type=float, default=10.0)
     add("--fill", type=int, default=15_000,
         help="similar-item requests at the end, to fill the model cache (0: none)")  # fmt: skip
-    add("--fill-rate", type=float, default=150.0, help="their requests/s (open loop)")
+    add("--fill-rate", type=float, default=100.0, help="their requests/s (open loop)")
     add("--plot", type=Path, default=PLOT, help="where to write the PNG")
+    add("--out", type=Path, default=Path("growth.json"),
+        help="the checkpoints, as JSON, rewritten after each")  # fmt: skip
+    add("--replot", type=Path, default=None, metavar="JSON",
+        help="only print the report and plot the checkpoints of an earlier --out")  # fmt: skip
     add("--server-env", action="append", default=[], metavar="RECO_X=VALUE",
         help="a setting of the service (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -344,6 +363,9 @@ def main(argv: list[str]) -> int:
     args = _arguments(argv)
     configure_logging("WARNING")
     began = time.perf_counter()
+    if args.replot is not None:
+        finish(args, load(args.replot), began)
+        return 0
     with (
         tempfile.TemporaryDirectory(prefix="reco-growth-") as tmp,
         embedded_stack(Path(tmp) / "stack", durable=False) as (postgres, broker),
@@ -355,10 +377,15 @@ def main(argv: list[str]) -> int:
         with serving(url, broker.bootstrap, args, Path(tmp) / "server.log") as server:
             load_catalogue(server, args.items)
             points = run(args, server, url, broker.bootstrap, settings.kafka.watch_events_topic)
+    finish(args, points, began)
+    return 0
+
+
+def finish(args: argparse.Namespace, points: list[Checkpoint], began: float) -> None:
     for line in report(points):
         print(line)
-    title = (f"reco growth: {args.events:,} events, {args.items:,} items, {args.users:,} users, "
+    events = max(p.events for p in points)
+    title = (f"reco growth: {events:,} events, {args.items:,} items, {args.users:,} users, "
              f"seed {args.seed}")  # fmt: skip
     plot(points, args.plot, title)
     print(f"plot: {args.plot}; wall {time.perf_counter() - began:.0f} s")
-    return 0
