@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncpg
 
 from reco.db.pool import connect
-from reco.engine import audit
-from reco.engine.aggregates import HistoryRow, PopularityRow
+from reco.engine import audit, queries
+from reco.engine.aggregates import HistoryRow, PopularityRow, pair_scale
 from reco.events import WatchEvent
 from reco.settings import Settings
 
@@ -51,20 +51,27 @@ async def read_stored(conn: asyncpg.Connection, *, statement_timeout: float) -> 
     return audit.Aggregates(history, popularity, audit.stored_pairs(folded, pending))
 
 
-async def check(conn: asyncpg.Connection, *, statement_timeout: float) -> tuple[audit.Diff, int]:
-    """The diff between the stored aggregates and a recomputation, and the events read."""
+async def check(
+    conn: asyncpg.Connection, *, statement_timeout: float, weight_floor: float = 0.0
+) -> tuple[audit.Diff, int]:
+    """The diff between the stored aggregates and a recomputation, and the events read;
+    ``weight_floor`` is the folder's (``RECO_COOCCURRENCE_WEIGHT_FLOOR``, 0: exact)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         # A whole-table read can outlast the service's statement timeout: the fold's bound.
         await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
         events = await read_events(conn, statement_timeout=statement_timeout)
         stored = await read_stored(conn, statement_timeout=statement_timeout)
-    return audit.compare(audit.recompute(events), stored), len(events)
+        below = weight_floor * pair_scale(await queries.prune_instant(conn))
+    return audit.compare(audit.recompute(events), stored, below), len(events)
 
 
 async def check_command(settings: Settings) -> int:
     conn = await connect(settings.database, "reco-check-aggregates")
     try:
-        diff, events = await check(conn, statement_timeout=settings.folder.timeout)
+        diff, events = await check(
+            conn, statement_timeout=settings.folder.timeout,
+            weight_floor=settings.folder.weight_floor,
+        )  # fmt: skip
     finally:
         await conn.close()
     for line in audit.summary(diff, events, SHOWN):

@@ -116,6 +116,10 @@ CONSUMER = [
           [(p(0.99, "reco_cooccurrence_fold_duration_seconds"), "p99"),
            (rate("reco_cooccurrence_fold_errors_total"), "errors/s")],
           "alert: RecoCooccurrenceFoldErrors"),
+    panel("Co-occurrence pairs pruned", "ops",
+          [(rate("reco_cooccurrence_pruned_pairs_total"), "pairs/s")],
+          "Pairs whose time-decayed weight fell below RECO_COOCCURRENCE_WEIGHT_FLOOR, deleted "
+          "every RECO_COOCCURRENCE_PRUNE_INTERVAL: what bounds item_cooccurrence."),
 ]  # fmt: skip
 
 OUTBOX = [

@@ -24,6 +24,26 @@ COOCCURRENCE_DECAY = 0.95
 # Time-decayed ("trending") popularity: each watch adds exp((t - EPOCH) / TAU).
 TRENDING_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 TRENDING_TAU_SECONDS = 14 * 24 * 3600.0
+# Time-decayed pair weights: an increment made by a watch at t is stored times
+# exp((t - PAIR_EPOCH) / PAIR_TAU), relative to a fixed epoch so that no increment
+# ever rescales another row; divided by the same factor of an instant (pair_scale),
+# a weight reads in that instant's units, and a pair last fed a TAU before weighs
+# 1/e of a fresh one of equal count. Rows written before decay existed
+# read as if fed at the epoch (close to when decay shipped). A constant, not a
+# setting: every stored weight is in these units, so changing TAU or the epoch
+# means rescaling the table (one UPDATE), not a restart.
+PAIR_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+# 365 days (a half-life of 253): on ML-100K the shipped lists kept their figures
+# within noise; 3 years was no better there and makes the bound 3x looser
+# (docs/performance.md, "Bounded co-occurrence"). The floor, a setting, is the
+# knob for the table's size.
+PAIR_TAU_SECONDS = 365 * 24 * 3600.0
+# The exponent is clamped to +-PAIR_EXPONENT_LIMIT: years 1 to 9999 are all valid
+# instants (tools replay stored events unchecked), and exp(8000) overflows. exp(600)
+# is ~4e260, so even 1e40 increments at the cap still sum to a finite double; with
+# TAU = 365 days the clamp bites only before 1426 or after 2626 (the epoch must move,
+# by rescaling, before then). A watch older than that weighs exp(-600): nothing.
+PAIR_EXPONENT_LIMIT = 600.0
 
 
 @attrs.frozen
@@ -49,6 +69,17 @@ class PopularityRow:
 def trending_exponent(at: dt.datetime) -> float:
     """The log of one watch's contribution to the trending score."""
     return (at - TRENDING_EPOCH).total_seconds() / TRENDING_TAU_SECONDS
+
+
+def pair_exponent(at: dt.datetime) -> float:
+    """The log of the factor a pair increment made at ``at`` is stored with (clamped)."""
+    exponent = (at - PAIR_EPOCH).total_seconds() / PAIR_TAU_SECONDS
+    return min(max(exponent, -PAIR_EXPONENT_LIMIT), PAIR_EXPONENT_LIMIT)
+
+
+def pair_scale(at: dt.datetime) -> float:
+    """What a stored pair weight is divided by to read it in the units of ``at``."""
+    return math.exp(pair_exponent(at))
 
 
 def log_add(a: float, b: float) -> float:
@@ -108,7 +139,9 @@ def cooccurrence_pairs(
     ``windows[user]`` is the user's distinct items before this batch, most
     recent first; ``events`` are in time order. Only a user's first watch of
     an item pairs (a re-watch only refreshes its place in the window), so a
-    pair's weight approximates "users who watched both, close together".
+    pair's weight approximates "users who watched both, close together";
+    each increment is scaled by :func:`pair_scale` of the watch that makes it
+    (time decay, see PAIR_EPOCH).
     This runs once per batch over ~10 pairs per event: it is written for speed
     (powers computed once, one dict lookup per pair). Unsorted: the
     increments are appended, and the fold sorts (reco/folder/folding.py).
@@ -124,10 +157,11 @@ def cooccurrence_pairs(
         key = (e.user_id, item)
         if key in new_pairs and key not in paired:
             paired.add(key)
+            scale = pair_scale(e.occurred_at)
             for other, power in zip(items, powers, strict=False):
                 if other != item:
                     pair = (item, other) if item < other else (other, item)
-                    weights[pair] = get(pair, 0.0) + power
+                    weights[pair] = get(pair, 0.0) + power * scale
         if item in items:
             items.remove(item)
         items.insert(0, item)

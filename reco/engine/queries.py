@@ -31,6 +31,8 @@ FROM (SELECT coalesce((SELECT version FROM user_versions WHERE user_id = $1), 0)
 # The top-K neighbours of each seed by raw weight (two index ranges each: the
 # pair is stored once), joined with what scoring needs; inactive items drop
 # out here. The caller caches the result per item (reco/engine/recommender.py).
+# Weights are in PAIR_EPOCH's units (reco/engine/aggregates.py), as stored: scoring is
+# scale-free, so the cached lists need no "now" (see neighbours()).
 _NEIGHBOURS = f"""
 SELECT s.seed, n.weight, ps.user_count AS seed_users, {_ITEM_COLUMNS}
 FROM unnest($1::text[]) AS s(seed)
@@ -99,6 +101,14 @@ JOIN item_popularity p ON p.item_id = n.other
 WHERE m.version = $1 AND m.item_id = ANY($2::text[])
 """
 
+# The instant the folder prunes at: the database's clock, or the latest watch when
+# that is earlier (a replay of 1997's ratings prunes as it would have in 1997, and a
+# quiet service stops pruning instead of emptying its pairs). item_popularity has one
+# row per watched item: the scan is bounded by the catalogue, once per prune pass.
+_PRUNE_INSTANT = """
+SELECT least(clock_timestamp(), (SELECT max(last_at) FROM item_popularity))
+"""
+
 _ITEM_USERS = """
 SELECT i.item_id, coalesce(p.user_count, 0) AS users
 FROM items i LEFT JOIN item_popularity p USING (item_id) WHERE i.item_id = $1
@@ -125,7 +135,13 @@ async def neighbours(
     conn: asyncpg.Connection, seeds: Sequence[str], per_seed: int
 ) -> tuple[dict[str, Neighbours], dict[str, ItemInfo]]:
     """Each seed's top ``per_seed`` neighbours, normalised ({} for a seed with none),
-    and the infos of those neighbours (one ItemInfo per distinct item)."""
+    and the infos of those neighbours (one ItemInfo per distinct item).
+
+    The weights are time-decayed and in PAIR_EPOCH's units: divide by
+    ``aggregates.pair_scale(now)`` for today's. Not done here: lists are cached per
+    item and read at different instants, and a list scaled at each read would mix
+    units (the for-user score is a ratio of these weights, the same in any units,
+    so only the similar-item scores are shown divided, by the recommender)."""
     rows = await conn.fetch(_NEIGHBOURS, list(seeds), per_seed)
     raw: dict[str, list[tuple[ItemInfo, float]]] = {seed: [] for seed in seeds}
     seed_users: dict[str, int] = {}
@@ -198,3 +214,9 @@ async def item_users(conn: asyncpg.Connection, item_id: str) -> int | None:
     """How many users watched ``item_id``; None when the item is not in the catalogue."""
     row = await conn.fetchrow(_ITEM_USERS, item_id)
     return None if row is None else int(row["users"])
+
+
+async def prune_instant(conn: asyncpg.Connection) -> dt.datetime:
+    """Now, for pruning: the database's clock, or the latest stored watch if earlier."""
+    instant: dt.datetime = await conn.fetchval(_PRUNE_INSTANT)
+    return instant

@@ -19,10 +19,13 @@ one more query.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
+import attrs
+
 from reco.db.pool import Database
-from reco.engine import queries, scoring
+from reco.engine import aggregates, queries, scoring
 from reco.engine.cache import ModelCache
 from reco.engine.lists import ListCache
 from reco.engine.scoring import Reason, RecommendationList, ScoredItem
@@ -109,7 +112,10 @@ class Recommender:
             neighbours = await self.cache.neighbours(conn, [item_id])
         request = scoring.Request(limit, inactive=self.cache.inactive)
         items = scoring.similar(item_id, neighbours[item_id], self.cache.items, request)
-        return RecommendationList("cooccurrence", tuple(items))
+        # Today's units (the lists are kept in PAIR_EPOCH's: see queries.neighbours).
+        scale = aggregates.pair_scale(dt.datetime.now(dt.UTC))
+        shown = tuple(attrs.evolve(item, score=item.score / scale) for item in items)
+        return RecommendationList("cooccurrence", shown)
 
     async def popular(self, *, limit: int, genres: Sequence[str] = ()) -> RecommendationList:
         """Active items by how many users watched them."""

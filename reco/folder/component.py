@@ -13,7 +13,11 @@ start, ``cooccurrence_fold_chunk_blocks`` pages per transaction: a backlog of
 any size drains in bounded steps (each within ``cooccurrence_fold_timeout``),
 and a stop is honoured between two chunks.
 
-A failed fold rolls back whole (nothing is lost: the increments stay
+Every ``cooccurrence_prune_interval`` each loop also makes a prune pass over
+``item_cooccurrence`` (same chunks, same lock): the pairs whose time-decayed
+weight fell below ``cooccurrence_weight_floor`` are deleted (folding.prune).
+
+A failed fold (or prune) rolls back whole (nothing is lost: the increments stay
 pending), is counted in ``reco_cooccurrence_fold_errors_total`` and retried
 with the database section's backoff (``RECO_DB_RETRY_*``). Stop (reco/lifecycle.py): a chunk in progress gets the work part
 of the share to commit; cancelled after that, it rolls back and another folder
@@ -23,12 +27,15 @@ of the share to commit; cancelled after that, it rolls back and another folder
 from __future__ import annotations
 
 import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
 
 from reco.db.classify import is_transient
 from reco.db.pool import Database
+from reco.engine import queries
 from reco.folder import folding
 from reco.lifecycle import Stop, Work
 from reco.observability import metrics
@@ -37,6 +44,7 @@ from reco.retry import retrying
 from reco.settings import FolderSettings
 
 log = get_logger("reco.folder")
+_Pass = Callable[[int, int, Work], Awaitable[None]]
 
 
 class CooccurrenceFolder:
@@ -46,6 +54,9 @@ class CooccurrenceFolder:
         self.settings = settings
         self.database = database
         self._stop = Stop()  # the supervisor's, from run()
+        # per part: when the next prune pass is due (monotonic), and the page it resumes at
+        self._prune_due: dict[int, float] = defaultdict(float)
+        self._prune_from: dict[int, int] = defaultdict(int)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
         self._stop = stop
@@ -58,11 +69,13 @@ class CooccurrenceFolder:
     async def _fold_loop(self, part: int, parts: int) -> None:
         with self._stop.work() as work:  # on stop: ends after the chunk in hand
             while not self._stop.requested:
-                await self._fold_retrying(part, parts, work)
+                await self._retrying(self._fold_once, part, parts, work)
+                if self.settings.weight_floor > 0 and time.monotonic() >= self._prune_due[part]:
+                    await self._retrying(self._prune_once, part, parts, work)
                 with self._stop.idle():
                     await anyio.sleep(self.settings.interval)
 
-    async def _fold_retrying(self, part: int, parts: int, work: Work) -> None:
+    async def _retrying(self, once: _Pass, part: int, parts: int, work: Work) -> None:
         retry = self.database.settings
         # Transient errors only: the input (committed increments) is ours and validated,
         # so anything else is a bug, and it stops the process rather than spin.
@@ -70,7 +83,7 @@ class CooccurrenceFolder:
             is_transient, initial=retry.retry_initial, maximum=retry.retry_max
         ):
             with attempt:
-                await self._fold_once(part, parts, work)
+                await once(part, parts, work)
 
     async def _fold_once(self, part: int, parts: int, work: Work) -> None:
         """One pass over the increments' pages, chunk by chunk (a transaction each)."""
@@ -103,4 +116,44 @@ class CooccurrenceFolder:
             metrics.cooccurrence_folded.add({}, folded)
             metrics.cooccurrence_fold_duration.observe({}, time.perf_counter() - began)
             log.debug("co-occurrence folded", rows=folded, first_block=first)
+        return True
+
+    async def _prune_once(self, part: int, parts: int, work: Work) -> None:
+        """One prune pass over ``item_cooccurrence``'s pages, chunk by chunk (a transaction
+        each); a stop or a busy part ends it early, and the next turn resumes there."""
+        async with self.database.connection() as conn:
+            size = await folding.table_blocks(conn, "item_cooccurrence")
+            now = await queries.prune_instant(conn)
+        below = folding.prune_below(self.settings.weight_floor, now)
+        for first, blocks in folding.chunks(size, self.settings.chunk_blocks):
+            if first < self._prune_from[part]:
+                continue
+            if self._stop.requested:
+                return
+            with work.in_hand():
+                if not await self._prune_chunk(part, parts, first, blocks, below):
+                    return  # another instance is at this part: resume here next turn
+            self._prune_from[part] = first + blocks
+        self._prune_from[part] = 0
+        self._prune_due[part] = time.monotonic() + self.settings.prune_interval
+
+    async def _prune_chunk(
+        self, part: int, parts: int, first: int, blocks: int, below: float
+    ) -> bool:
+        """Prune one chunk; False when another instance is folding this part."""
+        try:
+            async with self.database.connection() as conn, conn.transaction():
+                pruned = await folding.prune(
+                    conn, below=below, statement_timeout=self.settings.timeout,
+                    part=part, parts=parts, first_block=first, blocks=blocks,
+                )  # fmt: skip
+        except Exception as exc:
+            metrics.cooccurrence_fold_errors.inc({})
+            log.warning("co-occurrence prune failed; retrying", part=part, error=repr(exc))
+            raise
+        if pruned is None:
+            return False
+        if pruned:
+            metrics.cooccurrence_pruned.add({}, pruned)
+            log.info("co-occurrence pairs pruned", pairs=pruned, part=part, first_block=first)
         return True

@@ -23,12 +23,22 @@ that turn): every ``item_cooccurrence`` row has a single writer, hence no
 lock waits on pairs and no deadlocks, whatever the number of instances.
 Summing several batches' worth also writes each popular pair once per fold
 instead of once per batch.
+
+:func:`prune` is the folder's other write, under the same locks: pair weights
+decay with time (reco/engine/aggregates.py, PAIR_EPOCH: no row is rewritten
+for that), and the pairs whose decayed weight fell below the floor are
+deleted, a chunk of ``item_cooccurrence``'s pages per transaction, both ends
+stamped like a fold's. A pair fed again later starts afresh.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import anyio
 import asyncpg
+
+from reco.engine import aggregates
 
 # pg_try_advisory_xact_lock key: "reco" + "fold" in ASCII (the migrations use "reco" + "mig").
 LOCK_KEY = 0x7265636F666F6C64
@@ -95,13 +105,70 @@ async def fold(
     return folded
 
 
-async def table_blocks(conn: asyncpg.Connection) -> int:
-    """How many pages ``item_cooccurrence_deltas`` has now."""
+async def table_blocks(conn: asyncpg.Connection, table: str = "item_cooccurrence_deltas") -> int:
+    """How many pages ``table`` has now."""
     value: int = await conn.fetchval(
-        "SELECT pg_relation_size('item_cooccurrence_deltas')"
-        " / current_setting('block_size')::bigint"
+        "SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint", table
     )
     return value
+
+
+# Pages [$3, $4) of item_cooccurrence, part $1 of $2 (the fold's parts, under the same
+# lock: the part's single writer), pairs whose stored weight is below $5 (the floor in
+# PAIR_EPOCH's units); both ends of every deleted pair are stamped, as the fold does.
+_PRUNE = """
+WITH pruned AS (
+    DELETE FROM item_cooccurrence
+    WHERE ctid >= $3::text::tid AND ctid < $4::text::tid
+      AND (hashtext(item_id) & 2147483647) % $2 = $1
+      AND weight < $5::float8
+    RETURNING item_id, other_item_id
+), stamped AS (
+    INSERT INTO item_neighbour_changes AS n (item_id, changed_at)
+    SELECT item_id, clock_timestamp() FROM (
+        SELECT item_id FROM pruned UNION SELECT other_item_id FROM pruned
+    ) AS ends ORDER BY item_id
+    ON CONFLICT (item_id) DO UPDATE SET changed_at = EXCLUDED.changed_at
+)
+SELECT count(*) FROM pruned
+"""
+
+
+def prune_below(weight_floor: float, now: dt.datetime) -> float:
+    """The stored weight under which a pair reads below ``weight_floor`` at ``now``."""
+    return weight_floor * aggregates.pair_scale(now)
+
+
+async def prune(
+    conn: asyncpg.Connection,
+    *,
+    below: float,
+    statement_timeout: float,
+    part: int = 0,
+    parts: int = 1,
+    first_block: int = 0,
+    blocks: int = 2**31 - 1,
+) -> int | None:
+    """Delete the pairs of ``part`` stored in pages ``[first_block, first_block + blocks)``
+    of ``item_cooccurrence`` whose stored weight is below ``below`` (:func:`prune_below`);
+    how many, or None when another folder is at that part. The caller owns the
+    transaction, as for :func:`fold` (whose lock this takes).
+
+    Decay alone never deletes a row (weights only shrink relative to now); this is what
+    bounds the table: a pair stays while it weighs at least the floor in today's units,
+    so the pairs kept are at most (the pair weight fed per unit of time) * tau / floor.
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("prune() runs inside the caller's transaction")
+    last = min(first_block + blocks, 2**32 - 1)
+    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_KEY + part):
+        return None
+    await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
+    pruned: int = await conn.fetchval(
+        _PRUNE, part, parts, f"({first_block},0)", f"({last},0)", below,
+        timeout=statement_timeout + 1,
+    )  # fmt: skip
+    return pruned
 
 
 def chunks(table_blocks: int, chunk_blocks: int) -> list[tuple[int, int]]:

@@ -158,6 +158,10 @@ cooccurrence_fold_duration = _histogram(
 cooccurrence_fold_errors = _counter(
     "reco_cooccurrence_fold_errors_total", "Folds that failed (retried with backoff)."
 )
+cooccurrence_pruned = _counter(
+    "reco_cooccurrence_pruned_pairs_total",
+    "Co-occurrence pairs this instance deleted, their decayed weight below the floor.",
+)
 
 # --- impressions (background work) ---------------------------------------------
 background_queue_depth = _gauge("reco_background_queue_depth", "Impressions waiting to be written.")

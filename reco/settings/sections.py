@@ -160,6 +160,11 @@ class FolderSettings:
     chunk_blocks: int = positive(1024)
     # folds running at once on disjoint parts of the pair space (same value on every instance)
     parts: int = positive(2)
+    # pairs whose time-decayed weight (today's units) fell below this are deleted (0: never),
+    # every prune_interval seconds, chunk_blocks pages of item_cooccurrence per transaction
+    weight_floor: float = setting(0.1, env="RECO_COOCCURRENCE_WEIGHT_FLOOR",
+                                  validator=_at_least_zero)  # fmt: skip
+    prune_interval: float = positive(3600.0, env="RECO_COOCCURRENCE_PRUNE_INTERVAL")
 
 
 @attrs.frozen

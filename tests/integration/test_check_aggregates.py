@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from reco import audit
+from reco.engine import aggregates
 from reco.engine.audit import Diff
 from reco.engine.ingest import store_events
 from reco.events import WatchEvent
@@ -19,6 +20,7 @@ from reco.folder import folding
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+TAU = dt.timedelta(seconds=aggregates.PAIR_TAU_SECONDS)
 
 
 def watches(user: str, items: str, start: int = 0) -> list[WatchEvent]:
@@ -88,6 +90,36 @@ class TestCheckAggregates:
         diff = await check(conn)
         assert diff.counts["item_cooccurrence"] == 1
         assert diff.lines[0].startswith("item_cooccurrence a/b: weight stored")
+
+
+class TestPruned:
+    async def test_a_pruned_pair_is_excused_by_the_floor_and_only_by_it(
+        self, conn: asyncpg.Connection
+    ) -> None:
+        """Pruned, then fed again: short of the replay by the pruned part (below the floor),
+        which check-aggregates excuses with the folder's floor, and reports without one."""
+        now = dt.datetime.now(dt.UTC)
+        old = [
+            WatchEvent("o1", "u1", "a", now - 3 * TAU),
+            WatchEvent("o2", "u1", "b", now - 3 * TAU + dt.timedelta(seconds=1)),
+        ]
+        new = [WatchEvent("n1", "u2", "a", now), WatchEvent("n2", "u2", "b", now),
+               WatchEvent("n3", "u2", "c", now)]  # fmt: skip
+        async with conn.transaction():
+            await store_events(conn, old)
+        await folding.fold_all(conn, statement_timeout=30)
+        async with conn.transaction():
+            below = folding.prune_below(0.1, now)
+            assert await folding.prune(conn, below=below, statement_timeout=30) == 1
+            await store_events(conn, new)
+        assert (await check(conn)).counts["item_cooccurrence"] == 1  # exact: reported
+        diff, _ = await audit.check(conn, statement_timeout=30, weight_floor=0.1)
+        assert diff.equal, diff.lines
+        # more than the floor missing is still a fault
+        await conn.execute("UPDATE item_cooccurrence_deltas SET weight = weight / 2 "
+                           "WHERE (item_id, other_item_id) = ('a', 'c')")  # fmt: skip
+        diff, _ = await audit.check(conn, statement_timeout=30, weight_floor=0.1)
+        assert diff.lines[0].startswith("item_cooccurrence a/c: weight stored")
 
 
 class TestCommand:

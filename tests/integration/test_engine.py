@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import AsyncIterator
 
 import anyio
@@ -10,6 +11,7 @@ import asyncpg
 import pytest
 
 from reco.db.pool import Database
+from reco.engine import aggregates, queries
 from reco.engine.ingest import apply_events
 from reco.engine.recommender import Recommender
 from reco.events import WatchEvent
@@ -53,7 +55,9 @@ async def apply(conn: asyncpg.Connection, events: list[WatchEvent]) -> None:
 
 async def pairs(conn: asyncpg.Connection) -> dict[tuple[str, str], float]:
     rows = await conn.fetch("SELECT item_id, other_item_id, weight FROM item_cooccurrence")
-    return {(r["item_id"], r["other_item_id"]): round(r["weight"], 9) for r in rows}
+    # To 1e-4: the events are minutes past PAIR_EPOCH, and their time decay (2e-6 of a
+    # weight per minute, reco/engine/aggregates.py) is not what these tests are about.
+    return {(r["item_id"], r["other_item_id"]): round(r["weight"], 4) for r in rows}
 
 
 class TestApplyEvents:
@@ -203,6 +207,61 @@ class TestModelCache:
         await conn.execute("UPDATE item_cooccurrence SET weight = 10 - weight")
         await conn.execute("UPDATE item_popularity SET changed_at = clock_timestamp()")
         assert ids(await recommender.for_user("u2", limit=2)) == ["b", "c"]
+
+
+NOW = dt.datetime.now(dt.UTC)
+YEAR = dt.timedelta(seconds=aggregates.PAIR_TAU_SECONDS)  # a "year" of decay: one tau
+
+
+def pair_of(user: str, first: str, second: str, when: dt.datetime) -> list[WatchEvent]:
+    return [WatchEvent(f"{user}-1", user, first, when),
+            WatchEvent(f"{user}-2", user, second, when + dt.timedelta(seconds=1))]  # fmt: skip
+
+
+class TestDecayAndPrune:
+    async def test_an_old_pair_weighs_less_by_the_decay_factor(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        """One watch pair each, a year apart: similar() reads today's units, and the older
+        scores exp(-1) of the newer (both neighbours have one user, the seed two)."""
+        await apply(conn, pair_of("u1", "a", "b", NOW - 2 * YEAR))
+        await apply(conn, pair_of("u2", "a", "c", NOW - YEAR))
+        similar = await recommender.similar("a", limit=5)
+        assert similar is not None
+        scores = {s.item_id: s.score for s in similar.items}
+        assert scores["b"] / scores["c"] == pytest.approx(math.exp(-1), rel=1e-6)
+        # rel 1e-3: NOW is the module's import, the test may run minutes later (2e-6 a minute)
+        assert scores["c"] == pytest.approx(math.exp(-1) / math.sqrt(2), rel=1e-3)
+
+    async def test_pruned_pairs_leave_the_cached_lists(
+        self, recommender: Recommender, conn: asyncpg.Connection
+    ) -> None:
+        """The prune stamps both ends: the cache drops the list, the next one lacks the pair."""
+        await apply(conn, pair_of("u1", "a", "b", NOW - 3 * YEAR))
+        await apply(conn, pair_of("u2", "a", "c", NOW))
+        await age_model_stamps(conn)
+        before = await recommender.similar("a", limit=5)
+        assert before is not None
+        assert ids(before) == ["c", "b"]
+        async with conn.transaction():
+            below = folding.prune_below(0.1, await queries.prune_instant(conn))
+            assert await folding.prune(conn, below=below, statement_timeout=30) == 1
+        after = await recommender.similar("a", limit=5)
+        assert after is not None
+        assert ids(after) == ["c"]
+
+    async def test_a_replay_of_old_watches_prunes_at_its_latest_watch(
+        self, conn: asyncpg.Connection
+    ) -> None:
+        """1997's ratings replayed today: pruning reads "now" as the last watch, not the
+        clock, so the replay keeps its pairs (and prunes as it would have then)."""
+        then = dt.datetime(1997, 9, 20, tzinfo=dt.UTC)
+        await apply(conn, pair_of("u1", "a", "b", then))
+        async with conn.transaction():
+            instant = await queries.prune_instant(conn)
+            assert instant == then + dt.timedelta(seconds=1)
+            below = folding.prune_below(0.1, instant)
+            assert await folding.prune(conn, below=below, statement_timeout=30) == 0
 
 
 async def age_model_stamps(conn: asyncpg.Connection) -> None:

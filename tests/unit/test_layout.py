@@ -121,7 +121,7 @@ ALLOWED = {
     "reco.__main__": {"reco.cli"},
     "reco.api": {"reco.engine", "reco.impressions", "reco.outbox", "reco.db"},
     "reco.consumer": {"reco.engine", "reco.db", "reco.kafka"},
-    "reco.folder": {"reco.db"},
+    "reco.folder": {"reco.engine", "reco.db"},
     "reco.impressions": {"reco.outbox", "reco.db"},
     "reco.outbox": {"reco.db", "reco.kafka"},
     "reco.engine": {"reco.db"},
