@@ -179,6 +179,18 @@ MAINTENANCE = [
           "Published rows past RECO_OUTBOX_RETENTION, deleted by the relay's leader."),
 ]  # fmt: skip
 
+MEMORY = [
+    panel("Model cache (bytes / bound, per instance)", "bytes",
+          [(f"reco_model_cache_bytes{{{SEL}}}", "held {{instance}}"),
+           (f"reco_model_cache_max_bytes{{{SEL}}}", "bound {{instance}}"),
+           (f"reco_list_cache_bytes{{{SEL}}}", "scored lists {{instance}}")],
+          "Held above the bound: alert RecoModelCacheOverBound."),
+    panel("Model cache evictions", "ops",
+          [(rate("reco_model_cache_evictions_total"), "lists/s")],
+          "Steady evictions: the bound holds fewer lists than requests use; raise "
+          "RECO_RECS_MODEL_CACHE_BYTES if the pod's memory allows."),
+]  # fmt: skip
+
 ROWS = [
     ("Golden signals", GOLDEN),
     ("Consumer (watch events)", CONSUMER),
@@ -186,6 +198,7 @@ ROWS = [
     ("Impressions (background work)", IMPRESSIONS),
     ("PostgreSQL pool", DATABASE),
     ("Retention and table sizes", MAINTENANCE),
+    ("Memory (per-process caches)", MEMORY),
 ]
 
 

@@ -24,29 +24,38 @@ epoch's listener is current.
 Entries are plain tuples of strings and floats, which CPython's collector
 stops tracking after their first collection: a full cache adds nothing to
 what a generation-2 collection walks (see reco/engine/cache.py). At most
-``size`` entries are kept; the least recently used go first.
+``size`` entries and ``max_bytes`` are kept (an entry's cost from
+reco/engine/sizes.py: up to 100 items with titles of up to 1000 characters,
+so some hundreds of KB for the largest, about 3 KB for a usual one); the
+least recently used go first.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 
+from reco.engine import sizes
 from reco.engine.cache import MAX_AGE
 from reco.engine.scoring import Reason, RecommendationList, ScoredItem
+from reco.observability import metrics
 
 Key = tuple[str, int, frozenset[str], frozenset[str]]  # user, limit, genres, exclude
 _Item = tuple[str, str, float, str, str | None]  # item, title, score, reason type, reason item
 _Unchanged = Callable[[int, Sequence[str]], bool]  # ModelCache.unchanged_since
+_Entry = tuple[int, int, float, tuple[str, ...], str, tuple[_Item, ...], int]
+_ENTRY = sys.getsizeof((0,) * 7) + 4 * sys.getsizeof(2**40)  # the entry tuple and its numbers
 
 
 class ListCache:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int) -> None:
         self.size = size
-        # key -> (version, sync, expiry, seeds, algorithm, items)
-        self._entries: dict[Key, tuple[int, int, float, tuple[str, ...], str, tuple[_Item, ...]]]
-        self._entries = {}
+        self.max_bytes = max_bytes
+        # key -> (version, sync, expiry, seeds, algorithm, items, cost)
+        self._entries: dict[Key, _Entry] = {}
+        self.bytes = 0  # what the kept entries cost (reco/engine/sizes.py)
         self.hits = 0  # kept lists served (with or without a stamp read)
         self.misses = 0  # lists scored (counted by the caller)
         self.unread = 0  # of the hits, those served without a stamp read
@@ -63,9 +72,9 @@ class ListCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        version, sync, expiry, seeds, _, _ = entry
+        version, sync, expiry, seeds, _, _, _ = entry
         if time.monotonic() >= expiry or not unchanged_since(sync, seeds):
-            del self._entries[key]
+            self._drop(key)
             return None
         return version
 
@@ -98,12 +107,21 @@ class ListCache:
             recs: RecommendationList) -> None:  # fmt: skip
         if self.size <= 0:
             return
-        self._entries.pop(key, None)
+        self._drop(key)
         expiry = time.monotonic() + MAX_AGE * random.uniform(0.75, 1.25)
-        self._entries[key] = (version, sync, expiry, tuple(seeds), recs.algorithm,
-                              tuple(_encode(item) for item in recs.items))  # fmt: skip
-        while len(self._entries) > self.size:
-            del self._entries[next(iter(self._entries))]
+        kept, items = tuple(seeds), tuple(_encode(item) for item in recs.items)
+        cost = sizes.deep(key) + sizes.deep((kept, recs.algorithm, items)) + _ENTRY
+        if cost > self.max_bytes:
+            return
+        self._entries[key] = (version, sync, expiry, kept, recs.algorithm, items, cost)
+        self.bytes += cost
+        while len(self._entries) > self.size or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+        metrics.list_cache_bytes.value = self.bytes
+
+    def _drop(self, key: Key) -> None:
+        if (entry := self._entries.pop(key, None)) is not None:
+            self.bytes -= entry[6]
 
 
 def _encode(item: ScoredItem) -> _Item:

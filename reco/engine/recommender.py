@@ -29,7 +29,7 @@ import attrs
 from reco.db.pool import Database
 from reco.engine import aggregates, queries, scoring
 from reco.engine import stamps as stamps_
-from reco.engine.cache import NEIGHBOURS_CACHED, ModelCache
+from reco.engine.cache import ModelCache
 from reco.engine.lists import ListCache
 from reco.engine.scoring import Reason, RecommendationList, ScoredItem
 from reco.settings import EngineSettings
@@ -55,14 +55,19 @@ def algorithm_family(algorithm: str) -> str:
     return "+".join(part.split("@", 1)[0] for part in algorithm.split("+"))
 
 
+# Trained lists kept as arrays (scoring.ModelArrays): about 1.2 KB each, so at most ~24 MB,
+# outside RECO_RECS_MODEL_CACHE_BYTES (the dict form of the same lists is inside it).
+TRAINED_ARRAYS_KEPT = 20_000
+
+
 class Recommender:
     """Per-user, similar-item and popular lists, read from PostgreSQL."""
 
     def __init__(self, database: Database, settings: EngineSettings) -> None:
         self.database = database
         self.settings = settings
-        self.cache = ModelCache(settings.cache_ttl)
-        self.lists = ListCache(settings.list_cache_size)
+        self.cache = ModelCache(settings.cache_ttl, settings.model_cache_bytes)
+        self.lists = ListCache(settings.list_cache_size, settings.list_cache_bytes)
         self._arrays = scoring.ModelArrays(-1, 0)  # the active model's lists as arrays
         self.stamps: stamps_.StampWatch | None = None  # set by reco/service.py: see stamps.py
 
@@ -118,7 +123,7 @@ class Recommender:
     ) -> RecommendationList:  # fmt: skip
         request = scoring.Request(limit, frozenset(genres), frozenset(exclude), self.cache.inactive)
         if model is not None and model[0] != self._arrays.version:
-            self._arrays = scoring.ModelArrays(model[0], NEIGHBOURS_CACHED)
+            self._arrays = scoring.ModelArrays(model[0], TRAINED_ARRAYS_KEPT)
         items = scoring.recommend(
             history, neighbours, self.cache.items, self.cache.trending, request,
             trained, self.settings.trained_weight, self._arrays,

@@ -223,6 +223,18 @@ recommendations_served = _counter(
     "reco_recommendations_served_total", "Recommendation lists served, by endpoint and algorithm."
 )
 recommendations_served_tally = Tally(recommendations_served, "endpoint", "algorithm")
+# The per-process caches (reco/engine/cache.py, lists.py): what they hold, in bytes as
+# reco/engine/sizes.py counts them, and their bounds.
+model_cache_bytes = Level(_gauge("reco_model_cache_bytes", "Bytes the model cache holds."))
+model_cache_max_bytes = Level(
+    _gauge("reco_model_cache_max_bytes", "The model cache's bound (RECO_RECS_MODEL_CACHE_BYTES).")
+)
+model_cache_evictions = Tally(
+    _counter(
+        "reco_model_cache_evictions_total", "Model-cache lists dropped to stay within the bound."
+    )
+)
+list_cache_bytes = Level(_gauge("reco_list_cache_bytes", "Bytes the kept scored lists hold."))
 
 
 def render_metrics(accept: list[str]) -> tuple[bytes, dict[str, str]]:

@@ -217,6 +217,10 @@ class EngineSettings:
     # the trained model's share of a list's personal score (the live co-occurrence has
     # the rest); 0 serves the live signals only, whatever model version is active
     trained_weight: float = setting(0.5, validator=[_at_least_zero, attrs.validators.le(1)])
+    # the model cache's neighbour lists and item infos, and the kept scored lists, in
+    # bytes (reco/engine/sizes.py); both well inside the container's 512 MiB
+    model_cache_bytes: int = positive(128 * 2**20)
+    list_cache_bytes: int = positive(64 * 2**20)
 
 
 @attrs.frozen
