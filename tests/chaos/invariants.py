@@ -132,8 +132,12 @@ async def live(system: Cluster) -> list[str]:
     if len(leaders) != 1:
         waiting.append(f"{len(leaders)} relay leaders")
     for instance in system.instances:
-        if await system.status(instance, "/readyz?strict=1") != 200:
-            waiting.append(f"{instance.name} not strictly ready")
+        if not instance.alive:  # nothing restarts it: say so, not just "not ready"
+            status = None if instance.process is None else instance.process.poll()
+            waiting.append(f"{instance.name} exited (status {status}); see {instance.log_path}")
+        elif await system.status(instance, "/readyz?strict=1") != 200:
+            failing = await system.failing_checks(instance)
+            waiting.append(f"{instance.name} not strictly ready ({failing})")
     return waiting
 
 
