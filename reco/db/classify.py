@@ -6,7 +6,14 @@ By exception class and SQLSTATE, never by message text:
   deadlock (run the transaction again);
 - transient, :class:`~reco.errors.DatabaseUnavailable`: the connection is
   lost or unusable, a timeout (``statement_timeout``, ``lock_timeout``, the
-  client's own), the server shutting down or out of resources;
+  client's own), the server shutting down or out of resources; and asyncpg's
+  ``InternalClientError`` (the client's protocol state for that connection
+  is broken: "cannot switch to state 15; another operation (2) is in
+  progress", seen on a pooled connection after a PostgreSQL SIGKILL; it
+  derives from neither ``InterfaceError`` nor ``PostgresError``, and read as a
+  bug it stopped the consumer, hence the whole instance). It is per
+  connection: the connection is closed (:func:`breaks_connection`) and a
+  retry gets a fresh one;
 - permanent, :class:`~reco.errors.UnprocessableData`: the data itself is
   refused: SQLSTATE class 22 (data exception: out of range, untranslatable
   character, invalid text), 23 (integrity: every unique key reco relies on
@@ -60,6 +67,7 @@ _UNAVAILABLE = (
     pgx.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
     pgx.InsufficientResourcesError,
     pgx.IdleInTransactionSessionTimeoutError,
+    pg_base.InternalClientError,  # the connection's protocol state is broken
     ConnectionError,
     OSError,
     TimeoutError,
@@ -99,6 +107,7 @@ def translate(exc: BaseException) -> RecoError | None:
 _BROKEN = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    pg_base.InternalClientError,
     ConnectionError,
     OSError,
     TimeoutError,

@@ -175,6 +175,16 @@ class Cluster:
         except httpx.HTTPError:
             return None
 
+    async def failing_checks(self, instance: Instance) -> str:
+        """The checks of ``instance``'s strict readiness that are not ok, with their details."""
+        try:
+            body = (await self.http.get(instance.url + "/readyz?strict=1")).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return type(exc).__name__
+        bad = [f"{name}: {c.get('detail') or c.get('status')}"
+               for name, c in body.get("checks", {}).items() if c.get("status") != "ok"]  # fmt: skip
+        return "; ".join(bad) or str(body.get("status"))
+
     async def metric(self, instance: Instance, name: str) -> float | None:
         """The sum of every series of ``name`` on ``instance``, or None when it does not answer."""
         try:

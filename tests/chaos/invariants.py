@@ -6,6 +6,7 @@ Each check returns figures for the report and a list of violations (empty: it ho
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from reco import audit
 from reco.engine import audit as recompute
 from reco.kafka import clients
 from reco.settings import KafkaSettings
-from tests.chaos.cluster import Cluster
+from tests.chaos.cluster import Cluster, Instance
 
 READ_DEADLINE = 30.0
 
@@ -132,9 +133,29 @@ async def live(system: Cluster) -> list[str]:
     if len(leaders) != 1:
         waiting.append(f"{len(leaders)} relay leaders")
     for instance in system.instances:
-        if await system.status(instance, "/readyz?strict=1") != 200:
-            waiting.append(f"{instance.name} not strictly ready")
+        if not instance.alive:  # nothing restarts it: say so, not just "not ready"
+            status = None if instance.process is None else instance.process.poll()
+            waiting.append(f"{instance.name} exited (status {status}): {crash_of(instance)}")
+        elif await system.status(instance, "/readyz?strict=1") != 200:
+            failing = await system.failing_checks(instance)
+            waiting.append(f"{instance.name} not strictly ready ({failing})")
     return waiting
+
+
+def crash_of(instance: Instance) -> str:
+    """What the instance's log says it died of (the work directory may not be kept)."""
+    try:
+        lines = instance.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"no log at {instance.log_path}"
+    for line in reversed(lines):
+        if '"component crashed"' in line or '"component exited unexpectedly"' in line:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                return line[:300]
+            return f"{entry.get('component')} {entry.get('event')}: {entry.get('error', '')}"[:300]
+    return f"no crash logged; see {instance.log_path}"
 
 
 async def wait_live(system: Cluster, bound: float) -> tuple[float, Check]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import asyncpg
+import asyncpg.exceptions._base as pg_base
 import pytest
 from reco_dev.devstack.ports import free_port
 from reco_dev.devstack.postgres import EmbeddedPostgres
@@ -20,6 +21,7 @@ from reco.observability.readiness import Readiness
 from reco.settings import AppEnv, Settings, evolve
 from tests.support.components import request_stop, start
 from tests.support.logs import Logs, captured_logs
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -320,3 +322,39 @@ class TestServerEndsTheSession:
             await terminate_backend(fast, conn.get_server_pid())
         async with database.connection() as conn:
             assert await conn.fetchval("SELECT 1") == 1
+
+
+class TestFarewellBeforeTheEnd:
+    """The server's FATAL (a shutdown, a crash, ``pg_terminate_backend``) can reach the client
+    before the connection's end does: on a slow link, or a loaded host. A statement issued in
+    between meets asyncpg's ``InternalClientError`` ("cannot switch to state 15; another
+    operation (2) is in progress"), which is neither an ``InterfaceError`` nor a server error.
+    Read as a bug, it stopped the consumer and so the instance, which then never came back
+    (chaos suite, postgres-sigkill under load: "reco-1 not strictly ready" for good)."""
+
+    LATENCY = 1.0  # per chunk: the FATAL arrives after one, the end after two
+
+    async def test_a_statement_then_is_unavailable_and_the_connection_replaced(
+        self, fast: Settings, postgres: EmbeddedPostgres
+    ) -> None:
+        async with TcpProxy("127.0.0.1", postgres.port) as proxy:
+            url = fast.database.url.replace(f":{postgres.port}/", f":{proxy.port}/")
+            proxied = evolve(fast, database_url=url)
+            db = Database(proxied.database, Readiness(), migrate=False)
+
+            async def statement_between_the_fatal_and_the_end() -> None:
+                async with db.connection() as conn:
+                    proxy.set_latency(self.LATENCY)
+                    await terminate_backend(fast, conn.get_server_pid())
+                    await anyio.sleep(self.LATENCY * 1.5)  # the FATAL is in, the end is not
+                    await conn.execute("SELECT 1")
+
+            async with anyio.create_task_group() as tg:
+                await start(tg, db)
+                with anyio.fail_after(BOUND), pytest.raises(DatabaseUnavailable) as caught:
+                    await statement_between_the_fatal_and_the_end()
+                assert isinstance(caught.value.__cause__, pg_base.InternalClientError)
+                proxy.set_latency(0)
+                async with db.connection() as conn:  # a fresh connection, not the broken one
+                    assert await conn.fetchval("SELECT 1") == 1
+                request_stop(db)

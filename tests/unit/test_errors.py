@@ -55,6 +55,17 @@ class TestDatabaseEdge:
         assert not classify.breaks_connection(pg_base.DataError("bad argument"))
         assert classify.breaks_connection(ConnectionResetError())
 
+    def test_a_broken_protocol_state_is_transient_and_closes_the_connection(self) -> None:
+        """asyncpg's InternalClientError (neither an InterfaceError nor a server error), seen on
+        a pooled connection after a PostgreSQL SIGKILL: read as a bug, it stopped the consumer
+        and with it the instance (chaos suite, postgres-sigkill under load)."""
+        exc = pg_base.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        )
+        assert type(classify.translate(exc)) is DatabaseUnavailable
+        assert classify.is_transient(exc)
+        assert classify.breaks_connection(exc)
+
 
 class TestKafkaEdge:
     @pytest.mark.parametrize(
