@@ -6,9 +6,11 @@ every ``ttl`` seconds one query lists the items whose ``changed_at`` moved
 since the last check (with an overlap for transactions that commit late),
 and the lists of those items are dropped; the trending list and the set of
 inactive items are re-read at the same time. Model data is thus at most
-about ``ttl`` old; entries are refetched anyway after 0.75 to 1.25 times
-``MAX_AGE`` (user counts of neighbours drift; the spread keeps lists fetched
-together, at a cold start, from expiring and being refetched together).
+about ``ttl`` old; entries are refetched anyway after 0.5 to 1.5 times
+``NEIGHBOURS_MAX_AGE`` (user counts of neighbours drift; the spread keeps lists
+fetched together, at a cold start, from expiring and being refetched together;
+at 60 s the refetches of every list cost a bench run's third slice most of
+its throughput: docs/performance.md, "Read path").
 
 Neighbour lists are dicts of item ids to weights, which CPython's collector
 does not track, and each item's ItemInfo is kept once in ``items``
@@ -39,7 +41,8 @@ from reco.engine.scoring import ItemInfo, Neighbours
 
 TRENDING_CACHED = 500  # items kept in the trending list
 NEIGHBOURS_CACHED = 50_000  # items whose lists a process keeps (oldest go first)
-MAX_AGE = 60.0
+MAX_AGE = 60.0  # the kept user lists' (reco/engine/lists.py)
+NEIGHBOURS_MAX_AGE = 600.0
 OVERLAP = dt.timedelta(seconds=5)  # a writer's changed_at may precede its commit
 
 
@@ -97,7 +100,8 @@ class ModelCache:
             for seed, neighbours in fetched.items():
                 self._neighbours.pop(seed, None)  # re-insert: dict order is fetch order
                 # Expiry spread around MAX_AGE: see the module docstring.
-                self._neighbours[seed] = (now + MAX_AGE * random.uniform(0.75, 1.25), neighbours)
+                expiry = now + NEIGHBOURS_MAX_AGE * random.uniform(0.5, 1.5)
+                self._neighbours[seed] = (expiry, neighbours)
             found.update(fetched)
             self._evict()
         return found
