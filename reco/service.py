@@ -63,8 +63,15 @@ def build(
         settings=settings, readiness=readiness, database=database, recommender=recommender,
     )  # fmt: skip
     components: list[Component] = [database]
+    folder = CooccurrenceFolder(settings.folder, database)
     if settings.engine.list_cache_size > 0:  # kept lists served without a stamp read
-        recommender.stamps = StampWatch(settings.database, recommender.lists.forget)
+        forget = recommender.lists.forget
+
+        def changed(user_id: str) -> None:  # a committed batch: the user's list, the folder
+            forget(user_id)
+            folder.wake()
+
+        recommender.stamps = StampWatch(settings.database, changed)
         components.append(recommender.stamps)
     if settings.maintenance.enabled:
         components.append(Maintainer(settings.maintenance, database))
@@ -75,7 +82,7 @@ def build(
     components.append(ImpressionWriter(
         settings.impressions, database, impressions, topic=settings.kafka.impressions_topic,
     ))  # fmt: skip
-    components.append(CooccurrenceFolder(settings.folder, database))
+    components.append(folder)
     if settings.consumer.enabled:
         components.append(
             WatchEventConsumer(settings.consumer, settings.kafka, readiness, database)

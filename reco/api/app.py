@@ -75,13 +75,16 @@ def _routed_methods(app: Quart) -> frozenset[str]:
 
 
 async def _begin() -> None:
-    g.started = time.perf_counter()
-    g.request_id = new_id()
-    supplied = request.headers.get("X-Correlation-ID", "")
-    g.correlation_id = supplied if CORRELATION_ID.match(supplied) else new_id()
-    structlog.contextvars.bind_contextvars(request_id=g.request_id, correlation_id=g.correlation_id)
+    # The proxies resolved once each (a werkzeug LocalProxy lookup per attribute otherwise).
+    ctx = g._get_current_object()
+    ctx.started = time.perf_counter()
+    ctx.request_id = request_id = new_id()
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    supplied = req.headers.get("X-Correlation-ID", "")
+    ctx.correlation_id = correlation_id = supplied if CORRELATION_ID.match(supplied) else new_id()
+    structlog.contextvars.bind_contextvars(request_id=request_id, correlation_id=correlation_id)
     metrics.http_in_flight_level.value += 1
-    g.in_flight = True
+    ctx.in_flight = True
 
 
 async def _check_url_text() -> None:
@@ -102,19 +105,25 @@ def new_id() -> str:
 
 
 async def _finish(response: Response) -> Response:
-    if not getattr(g, "in_flight", False):
+    ctx = g._get_current_object()
+    if not getattr(ctx, "in_flight", False):
         return response  # _begin never ran (the request failed before it)
-    g.in_flight = False
+    ctx.in_flight = False
     metrics.http_in_flight_level.value -= 1
-    duration = time.perf_counter() - g.started
-    route = route_template()
-    method = method_label()
-    metrics.http_requests_tally.inc(method, route, str(response.status_code))
+    duration = time.perf_counter() - ctx.started
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    rule = req.url_rule
+    route = rule.rule if rule is not None else "unmatched"
+    routed: frozenset[str] = current_app.extensions["reco.methods"]
+    method = req.method if req.method in routed else "other"  # as method_label()
+    status = response.status_code
+    metrics.http_requests_tally.inc(method, route, str(status))
     metrics.http_duration_observations.observe(duration, method, route)
-    response.headers["X-Request-ID"] = g.request_id
-    response.headers["X-Correlation-ID"] = g.correlation_id
+    headers = response.headers
+    headers["X-Request-ID"] = ctx.request_id
+    headers["X-Correlation-ID"] = ctx.correlation_id
     access_log.info(
-        "request", method=method, route=route, status=response.status_code,
+        "request", method=method, route=route, status=status,
         duration=round(duration, 6),
     )  # fmt: skip
     structlog.contextvars.unbind_contextvars("request_id", "correlation_id")

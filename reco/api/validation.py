@@ -64,6 +64,8 @@ def url_text(raw_path: bytes | None, rule: str | None, query: bytes) -> None:
     and ``rule`` the matched route template (None when nothing matched): a bad
     segment is named after the route's parameter.
     """
+    if _plain(query) and (raw_path is None or _plain(raw_path)):
+        return  # ASCII, no escape, no NUL: decodes to storable text (most requests)
     if raw_path is not None:
         _path_text(raw_path, rule)
     for pair in query.split(b"&"):
@@ -73,6 +75,10 @@ def url_text(raw_path: bytes | None, rule: str | None, query: bytes) -> None:
             raise Problem(400, f"a query parameter name {TEXT_RULE}")
         if _decoded(value) is None:
             raise Problem(400, f"{key}: {TEXT_RULE}")
+
+
+def _plain(raw: bytes) -> bool:
+    return raw.isascii() and b"%" not in raw and b"\x00" not in raw
 
 
 def _path_text(raw_path: bytes, rule: str | None) -> None:

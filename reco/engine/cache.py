@@ -6,9 +6,11 @@ every ``ttl`` seconds one query lists the items whose ``changed_at`` moved
 since the last check (with an overlap for transactions that commit late),
 and the lists of those items are dropped; the trending list and the set of
 inactive items are re-read at the same time. Model data is thus at most
-about ``ttl`` old; entries are refetched anyway after 0.75 to 1.25 times
-``MAX_AGE`` (user counts of neighbours drift; the spread keeps lists fetched
-together, at a cold start, from expiring and being refetched together).
+about ``ttl`` old; entries are refetched anyway after 0.5 to 1.5 times
+``NEIGHBOURS_MAX_AGE`` (user counts of neighbours drift; the spread keeps lists
+fetched together, at a cold start, from expiring and being refetched together;
+at 60 s the refetches of every list cost a bench run's third slice most of
+its throughput: docs/performance.md, "Read path").
 
 Neighbour lists are dicts of item ids to weights, which CPython's collector
 does not track, and each item's ItemInfo is kept once in ``items``
@@ -53,9 +55,11 @@ from reco.engine.scoring import ItemInfo, Neighbours
 from reco.observability import metrics
 
 TRENDING_CACHED = 500  # items kept in the trending list
-MAX_AGE = 60.0
-# Longer than any kept scored list lives (reco/engine/lists.py: MAX_AGE * 1.25).
-FORGET = 2 * MAX_AGE
+MAX_AGE = 60.0  # the kept user lists' (reco/engine/lists.py)
+NEIGHBOURS_MAX_AGE = 600.0
+# Longer than any kept scored list lives (reco/engine/lists.py: HARD_AGE = 3 * MAX_AGE,
+# plus its RESCORE_GRACE): a forgotten change must not let a stale kept list pass.
+FORGET = 4 * MAX_AGE
 OVERLAP = dt.timedelta(seconds=5)  # a writer's changed_at may precede its commit
 
 
@@ -128,9 +132,9 @@ class ModelCache:
         """Keep freshly fetched live lists and their neighbours' infos (within the bound)."""
         now = time.monotonic()
         for seed, weights in fetched.items():
-            # Expiry spread around MAX_AGE: see the module docstring.
+            # Expiry spread around NEIGHBOURS_MAX_AGE: see the module docstring.
             self._put(self._neighbours, seed, weights, infos,
-                      now + MAX_AGE * random.uniform(0.75, 1.25))  # fmt: skip
+                      now + NEIGHBOURS_MAX_AGE * random.uniform(0.5, 1.5))  # fmt: skip
         self._evict()
 
     def put_trained(self, fetched: dict[str, Neighbours], infos: dict[str, ItemInfo]) -> None:

@@ -11,9 +11,20 @@ was scored from, and served again only while all of these hold:
   seeds (their neighbour lists and counts) or of the inactive set
   (:meth:`~reco.engine.cache.ModelCache.unchanged_since`): within the model
   cache's ``ttl``, as for a list scored afresh;
-- it is younger than ``MAX_AGE`` (with the model cache's spread): the
-  trending part of a list and the counts of its candidates drift slowly, and
-  are at most that old, as the model cache's neighbour lists already are.
+- it is younger than its age bound: the trending part of a list and the
+  counts of its candidates drift slowly. Past ``MAX_AGE`` (with the model
+  cache's spread) a list is *due*: it is rescored when the refresh budget
+  allows, else served as it is (and due again next time), and always
+  rescored past ``HARD_AGE``. The budget lets ``len(cache) / MAX_AGE``
+  rescores of due lists a second (at least one; a burst of a second's worth): a full
+  cache refreshes about once per ``MAX_AGE``, but lists scored together (a
+  warm-up, a restart's first minute) no longer all come due in the same
+  half minute, with the model cache's neighbour lists, which are fetched
+  with them and expire with them (docs/performance.md, "Read path": that
+  window cost each bench run a third of its recommendation throughput). A
+  due list taken for a rescore is deferred for ``RESCORE_GRACE`` meanwhile,
+  so that concurrent requests for it are served the kept list rather than
+  all rescore it.
 
 The stamp need not be read for a user the stamp watch (reco/engine/stamps.py)
 vouches for: :meth:`vouch` records the epoch of the watch and the stamp a
@@ -45,17 +56,22 @@ from reco.observability import metrics
 Key = tuple[str, int, frozenset[str], frozenset[str]]  # user, limit, genres, exclude
 _Item = tuple[str, str, float, str, str | None]  # item, title, score, reason type, reason item
 _Unchanged = Callable[[int, Sequence[str]], bool]  # ModelCache.unchanged_since
-_Entry = tuple[int, int, float, tuple[str, ...], str, tuple[_Item, ...], int]
-_ENTRY = sys.getsizeof((0,) * 7) + 4 * sys.getsizeof(2**40)  # the entry tuple and its numbers
+# (version, sync, due, hard expiry, seeds, algorithm, items, cost)
+_Entry = tuple[int, int, float, float, tuple[str, ...], str, tuple[_Item, ...], int]
+_ENTRY = sys.getsizeof((0,) * 8) + 5 * sys.getsizeof(2**40)  # the entry tuple and its numbers
+HARD_AGE = 3 * MAX_AGE  # a kept list older than this is rescored whatever the budget
+RESCORE_GRACE = 5.0  # seconds a due list taken for a rescore is served to others meanwhile
 
 
 class ListCache:
     def __init__(self, size: int, max_bytes: int) -> None:
         self.size = size
         self.max_bytes = max_bytes
-        # key -> (version, sync, expiry, seeds, algorithm, items, cost)
         self._entries: dict[Key, _Entry] = {}
         self.bytes = 0  # what the kept entries cost (reco/engine/sizes.py)
+        self._budget = 0.0  # rescores of due lists allowed now (see the module docstring)
+        self._budget_at = time.monotonic()
+        self.deferred = 0  # due lists served because the budget was spent
         self.hits = 0  # kept lists served (with or without a stamp read)
         self.misses = 0  # lists scored (counted by the caller)
         self.unread = 0  # of the hits, those served without a stamp read
@@ -72,11 +88,29 @@ class ListCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        version, sync, expiry, seeds, _, _, _ = entry
-        if time.monotonic() >= expiry or not unchanged_since(sync, seeds):
+        version, sync, due, expiry, seeds, _, _, _ = entry
+        now = time.monotonic()
+        if now >= expiry or not unchanged_since(sync, seeds):
             self._drop(key)
             return None
+        if now >= due:
+            if not self._may_rescore(now):
+                self.deferred += 1
+                return version
+            # this request rescores (and puts a fresh entry); others get this one meanwhile
+            self._entries[key] = (version, sync, now + RESCORE_GRACE, *entry[3:])
+            return None
         return version
+
+    def _may_rescore(self, now: float) -> bool:
+        """Take one rescore of a due list from the budget, if there is one."""
+        rate = max(len(self._entries) / MAX_AGE, 1.0)  # rescores a second
+        self._budget = min(self._budget + (now - self._budget_at) * rate, rate)
+        self._budget_at = now
+        if self._budget < 1.0:
+            return False
+        self._budget -= 1.0
+        return True
 
     def get(self, key: Key, version: int) -> RecommendationList | None:
         """The kept list, when it was scored at ``version``; counts a hit."""
@@ -86,7 +120,7 @@ class ListCache:
         self.hits += 1
         del self._entries[key]  # re-insert: dict order is recency of use
         self._entries[key] = entry
-        return _decode(entry[4], entry[5])
+        return _decode(entry[5], entry[6])
 
     def vouched(self, user_id: str) -> tuple[int, int] | None:
         """(epoch, stamp) the stamp watch vouched for ``user_id``, if it did."""
@@ -108,12 +142,13 @@ class ListCache:
         if self.size <= 0:
             return
         self._drop(key)
-        expiry = time.monotonic() + MAX_AGE * random.uniform(0.75, 1.25)
+        now = time.monotonic()
+        due = now + MAX_AGE * random.uniform(0.75, 1.25)
         kept, items = tuple(seeds), tuple(_encode(item) for item in recs.items)
         cost = sizes.deep(key) + sizes.deep((kept, recs.algorithm, items)) + _ENTRY
         if cost > self.max_bytes:
             return
-        self._entries[key] = (version, sync, expiry, kept, recs.algorithm, items, cost)
+        self._entries[key] = (version, sync, due, now + HARD_AGE, kept, recs.algorithm, items, cost)
         self.bytes += cost
         while len(self._entries) > self.size or self.bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
@@ -121,7 +156,7 @@ class ListCache:
 
     def _drop(self, key: Key) -> None:
         if (entry := self._entries.pop(key, None)) is not None:
-            self.bytes -= entry[6]
+            self.bytes -= entry[7]
 
 
 def _encode(item: ScoredItem) -> _Item:

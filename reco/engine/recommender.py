@@ -78,6 +78,7 @@ class Recommender:
         """Never an item the user watched, never an inactive one; trending for cold users."""
         key = (user_id, limit, frozenset(genres), exclude)
         stamps = self.stamps
+        rescore = False  # the list cache gave this request a due list to rescore
         if stamps is not None and (vouched := self.lists.vouched(user_id)) is not None:
             # The stamp watch vouches for the user's stamp: no round trip (stamps.py).
             epoch, version = vouched
@@ -86,11 +87,12 @@ class Recommender:
                 if kept == version and (found := self.lists.get(key, version)) is not None:
                     self.lists.unread += 1
                     return found
+                rescore = kept is None
         mark = stamps.mark() if stamps is not None else None
         async with self.database.connection() as conn:
             await self.cache.refresh(conn)
             sync = self.cache.syncs  # before the neighbours are read: see lists.py
-            kept = self.lists.candidate(key, self.cache.unchanged_since)
+            kept = None if rescore else self.lists.candidate(key, self.cache.unchanged_since)
             version, history = await queries.history(conn, user_id, kept)
             if history is None:  # the stamp is the kept list's
                 if (found := self.lists.get(key, version)) is not None:

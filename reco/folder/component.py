@@ -13,6 +13,15 @@ start, ``cooccurrence_fold_chunk_blocks`` pages per transaction: a backlog of
 any size drains in bounded steps (each within ``cooccurrence_fold_timeout``),
 and a stop is honoured between two chunks.
 
+While the increments table is empty the loops back off: after each pass that
+folded nothing the wait doubles, from ``cooccurrence_fold_interval`` up to
+``IDLE_FACTOR`` times it (4 s by default; an idle instance folded each part
+every 0.25 s: 4-5% of its CPU, docs/performance.md "Read path"). A pass that folds anything returns to
+the interval, so folds under load are never delayed, and :meth:`wake` (called
+for each ``reco_user_versions`` notification, sent by every committed batch of
+``apply_events``: reco/engine/stamps.py) ends a backoff early, so the first
+batch after a quiet stretch is folded one interval after its commit.
+
 Every ``cooccurrence_prune_interval`` each loop also makes a prune pass over
 ``item_cooccurrence`` (same chunks, same lock): the pairs whose time-decayed
 weight fell below ``cooccurrence_weight_floor`` are deleted (folding.prune).
@@ -45,6 +54,7 @@ from reco.settings import FolderSettings
 
 log = get_logger("reco.folder")
 _Pass = Callable[[int, int, Work], Awaitable[None]]
+IDLE_FACTOR = 16  # the longest wait between two passes over an empty table, in intervals
 
 
 class CooccurrenceFolder:
@@ -57,6 +67,13 @@ class CooccurrenceFolder:
         # per part: when the next prune pass is due (monotonic), and the page it resumes at
         self._prune_due: dict[int, float] = defaultdict(float)
         self._prune_from: dict[int, int] = defaultdict(int)
+        self._folded: dict[int, int] = defaultdict(int)  # per part: rows of the last pass
+        self._wakes: dict[int, anyio.Event] = {}  # per part: set by wake()
+
+    def wake(self) -> None:
+        """Increments were committed: end any idle backoff (sync: a listener callback)."""
+        for event in self._wakes.values():
+            event.set()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None], stop: Stop) -> None:
         self._stop = stop
@@ -68,12 +85,22 @@ class CooccurrenceFolder:
 
     async def _fold_loop(self, part: int, parts: int) -> None:
         with self._stop.work() as work:  # on stop: ends after the chunk in hand
+            idle = 0  # passes in a row that folded nothing
             while not self._stop.requested:
+                # before the pass: a commit from now on ends the backoff after it
+                self._wakes[part] = woken = anyio.Event()
+                self._folded[part] = 0
                 await self._retrying(self._fold_once, part, parts, work)
+                idle = 0 if self._folded[part] else idle + 1
                 if self.settings.weight_floor > 0 and time.monotonic() >= self._prune_due[part]:
                     await self._retrying(self._prune_once, part, parts, work)
                 with self._stop.idle():
-                    await anyio.sleep(self.settings.interval)
+                    interval = self.settings.interval
+                    await anyio.sleep(interval)
+                    backoff = interval * min(2 ** min(idle, 16), IDLE_FACTOR)
+                    if backoff > interval and not woken.is_set():
+                        with anyio.move_on_after(backoff - interval):
+                            await woken.wait()
 
     async def _retrying(self, once: _Pass, part: int, parts: int, work: Work) -> None:
         retry = self.database.settings
@@ -113,6 +140,7 @@ class CooccurrenceFolder:
             return False  # another instance is folding
         metrics.cooccurrence_folds.inc({"part": str(part)})
         if folded:
+            self._folded[part] += folded
             metrics.cooccurrence_folded.add({}, folded)
             metrics.cooccurrence_fold_duration.observe({}, time.perf_counter() - began)
             log.debug("co-occurrence folded", rows=folded, first_block=first)

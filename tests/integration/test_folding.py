@@ -211,6 +211,30 @@ class TestFolderComponent:
             assert counter(metrics.cooccurrence_folds, {"part": str(part)}) > folds[part]
         assert counter(metrics.cooccurrence_folded) == rows + 3
 
+    async def test_backs_off_while_empty_and_a_wake_ends_the_backoff(
+        self, settings: Settings, database: Database, conn: asyncpg.Connection
+    ) -> None:
+        """An empty table is passed over ever more rarely (up to IDLE_FACTOR intervals);
+        wake() (a committed batch's notification) brings the next pass within an interval."""
+        quick = evolve(settings, cooccurrence_fold_interval=0.05, cooccurrence_fold_parts=1)
+        folds = counter(metrics.cooccurrence_folds, {"part": "0"})
+        folder = CooccurrenceFolder(quick.folder, database)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                await start(tg, folder)
+                await anyio.sleep(1.6)  # 32 intervals: passes at about 0, .1, .3, .7, 1.5
+                passes = counter(metrics.cooccurrence_folds, {"part": "0"}) - folds
+                await store(conn, watches("u1", "abc"))
+                began = time.monotonic()
+                folder.wake()
+                while await folding.pending(conn):  # noqa: ASYNC110 - state in PostgreSQL
+                    await anyio.sleep(0.01)
+                woken_after = time.monotonic() - began
+                request_stop(folder)
+        assert 2 <= passes <= 8  # without the backoff: about 32
+        assert woken_after < 0.5  # the backoff had reached 0.8 s
+        assert await pairs(conn) == {("a", "b"): 1.0, ("a", "c"): 0.95, ("b", "c"): 1.0}
+
     async def test_a_failing_fold_is_retried_until_it_succeeds(
         self, settings: Settings, database: Database, conn: asyncpg.Connection, database_url: str
     ) -> None:

@@ -118,7 +118,7 @@ class TestListCacheBytes:
                       recommendations(n, title))  # fmt: skip
             assert cache.bytes <= bound
             assert len(cache) <= 10
-            assert cache.bytes == sum(e[6] for e in cache._entries.values())
+            assert cache.bytes == sum(e[7] for e in cache._entries.values())
 
 
 class TestChangesAreForgotten:
