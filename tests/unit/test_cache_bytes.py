@@ -124,14 +124,16 @@ class TestListCacheBytes:
 class TestChangesAreForgotten:
     def test_only_recent_changes_are_remembered_and_older_lists_count_as_changed(self) -> None:
         cache = ModelCache(ttl=1.0, max_bytes=0)
-        for sync in range(1, 201):  # one sync a second, item k changed at sync k
+        last = int(FORGET) + 160
+        for sync in range(1, last + 1):  # one sync a second, item k changed at sync k
             cache.syncs = sync
             cache.note_changes([f"i{sync}"], began=float(sync))
-        assert len(cache._changed_in) == FORGET + 1  # syncs 80..200 (2 minutes)
-        assert cache.unchanged_since(150, ["i10", "i100", "i150"])
-        assert not cache.unchanged_since(150, ["i151"])
-        assert not cache.unchanged_since(60, ["i1"])  # older than what is remembered
-        cache.syncs = 201
-        cache.note_changes(["i150"], began=201.0)  # changed again: moved to the end
-        assert not cache.unchanged_since(200, ["i150"])
-        assert list(cache._changed_in)[-1] == "i150"
+        assert len(cache._changed_in) == FORGET + 1  # the last FORGET seconds' syncs
+        recent = last - 50
+        assert cache.unchanged_since(recent, ["i10", f"i{last - 100}", f"i{recent}"])
+        assert not cache.unchanged_since(recent, [f"i{recent + 1}"])
+        assert not cache.unchanged_since(100, ["i1"])  # older than what is remembered
+        cache.syncs = last + 1
+        cache.note_changes([f"i{recent}"], began=float(last + 1))  # changed again: to the end
+        assert not cache.unchanged_since(last, [f"i{recent}"])
+        assert list(cache._changed_in)[-1] == f"i{recent}"
