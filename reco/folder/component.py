@@ -149,7 +149,7 @@ class CooccurrenceFolder:
     async def _prune_once(self, part: int, parts: int, work: Work) -> None:
         """One prune pass over ``item_cooccurrence``'s pages, chunk by chunk (a transaction
         each); a stop or a busy part ends it early, and the next turn resumes there."""
-        async with self.database.connection() as conn:
+        async with self.database.connection(background=True) as conn:
             size = await folding.table_blocks(conn, "item_cooccurrence")
             now = await queries.prune_instant(conn)
         below = folding.prune_below(self.settings.weight_floor, now)
@@ -170,7 +170,7 @@ class CooccurrenceFolder:
     ) -> bool:
         """Prune one chunk; False when another instance is folding this part."""
         try:
-            async with self.database.connection() as conn, conn.transaction():
+            async with self.database.connection(background=True) as conn, conn.transaction():
                 pruned = await folding.prune(
                     conn, below=below, statement_timeout=self.settings.timeout,
                     part=part, parts=parts, first_block=first, blocks=blocks,

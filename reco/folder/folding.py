@@ -92,17 +92,37 @@ async def fold(
     The caller owns the transaction (one per chunk): the part's lock and the fold
     commit together.
     """
+    return await _in_chunk(
+        conn, _FOLD, "fold", statement_timeout=statement_timeout, part=part, parts=parts,
+        first_block=first_block, blocks=blocks,
+    )  # fmt: skip
+
+
+async def _in_chunk(
+    conn: asyncpg.Connection,
+    sql: str,
+    name: str,
+    *args: object,
+    statement_timeout: float,
+    part: int,
+    parts: int,
+    first_block: int,
+    blocks: int,
+) -> int | None:
+    """Run ``sql`` (a fold or prune statement: part $1 of $2, pages [$3, $4), then ``args``)
+    under the part's lock in the caller's transaction; its count, or None when another
+    folder holds the part."""
     if not conn.is_in_transaction():
-        raise RuntimeError("fold() runs inside the caller's transaction")
+        raise RuntimeError(f"{name}() runs inside the caller's transaction")
     last = min(first_block + blocks, 2**32 - 1)
     if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_KEY + part):
         return None
     await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
-    folded: int = await conn.fetchval(
-        _FOLD, part, parts, f"({first_block},0)", f"({last},0)",
+    counted: int = await conn.fetchval(
+        sql, part, parts, f"({first_block},0)", f"({last},0)", *args,
         timeout=statement_timeout + 1,
     )  # fmt: skip
-    return folded
+    return counted
 
 
 async def table_blocks(conn: asyncpg.Connection, table: str = "item_cooccurrence_deltas") -> int:
@@ -158,17 +178,10 @@ async def prune(
     bounds the table: a pair stays while it weighs at least the floor in today's units,
     so the pairs kept are at most (the pair weight fed per unit of time) * tau / floor.
     """
-    if not conn.is_in_transaction():
-        raise RuntimeError("prune() runs inside the caller's transaction")
-    last = min(first_block + blocks, 2**32 - 1)
-    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_KEY + part):
-        return None
-    await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
-    pruned: int = await conn.fetchval(
-        _PRUNE, part, parts, f"({first_block},0)", f"({last},0)", below,
-        timeout=statement_timeout + 1,
+    return await _in_chunk(
+        conn, _PRUNE, "prune", below, statement_timeout=statement_timeout, part=part,
+        parts=parts, first_block=first_block, blocks=blocks,
     )  # fmt: skip
-    return pruned
 
 
 def chunks(table_blocks: int, chunk_blocks: int) -> list[tuple[int, int]]:

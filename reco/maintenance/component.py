@@ -29,6 +29,7 @@ gets the work part of the share; cancelled after that, it rolls back whole.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import anyio
@@ -120,19 +121,18 @@ class Maintainer:
             await conn.execute(f"SET LOCAL lock_timeout = {int(self.settings.lock_timeout * 1000)}")
             created: list[str] = []
             dropped: list[str] = []
+            now, today = await queries.today(conn)
             for part in self.tables:
-                created += await self._create(conn, part)
-                dropped += await self._drop(conn, part)
+                created += await self._create(conn, part, today)
+                dropped += await self._drop(conn, part, now)
         if created or dropped:
             log.info("maintenance pass", created=created, dropped=dropped)
         return Pass(ran=True, created=tuple(created), dropped=tuple(dropped))
 
-    async def _create(self, conn: asyncpg.Connection, part: Partitioned) -> list[str]:
-        _, today = await queries.today(conn)
-        days = {
-            today.fromordinal(today.toordinal() + i)
-            for i in range(self.settings.partitions_ahead + 1)
-        }
+    async def _create(
+        self, conn: asyncpg.Connection, part: Partitioned, today: dt.date
+    ) -> list[str]:
+        days = {today + dt.timedelta(days=i) for i in range(self.settings.partitions_ahead + 1)}
         days.update(await queries.default_days(conn, part))
         created = []
         for day in sorted(days):
@@ -141,8 +141,9 @@ class Maintainer:
                 metrics.maintenance_partitions_created.inc({"table": part.table})
         return created
 
-    async def _drop(self, conn: asyncpg.Connection, part: Partitioned) -> list[str]:
-        now, _ = await queries.today(conn)
+    async def _drop(
+        self, conn: asyncpg.Connection, part: Partitioned, now: dt.datetime
+    ) -> list[str]:
         dropped = []
         for name, day in sorted((await queries.partitions(conn, part.table)).items()):
             if queries.expired(day, now, part.retention):
