@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -28,15 +27,6 @@ def watches(user: str, items: str, start: int = 0) -> list[WatchEvent]:
         WatchEvent(f"{user}-{start + i}", user, item, T0 + dt.timedelta(minutes=start + i))
         for i, item in enumerate(items)
     ]
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def ingest(conn: asyncpg.Connection) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -19,7 +18,6 @@ from reco.events import WatchEvent
 from reco.folder import folding
 from reco.folder.component import CooccurrenceFolder
 from reco.observability import metrics
-from reco.observability.readiness import Readiness
 from reco.settings import Settings, evolve
 from tests.support.components import request_stop, start
 
@@ -33,15 +31,6 @@ def watches(user: str, items: str, start: int = 0) -> list[WatchEvent]:
         WatchEvent(f"{user}-{start + i}", user, item, T0 + dt.timedelta(minutes=start + i))
         for i, item in enumerate(items)
     ]
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def store(conn: asyncpg.Connection, events: list[WatchEvent]) -> None:
@@ -142,16 +131,6 @@ class TestFold:
         assert await pairs(conn) == {}
         assert await fold(conn) == 3
         assert await pairs(conn) == {("a", "b"): 1.0, ("a", "c"): 0.95, ("b", "c"): 1.0}
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = Database(settings.database, Readiness(), migrate=settings.should_migrate_on_start)
-    await db.open()
-    try:
-        yield db
-    finally:
-        await db.aclose()
 
 
 def counter(metric: Any, labels: dict[str, str] | None = None) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -21,31 +20,11 @@ from reco.events import WatchEvent
 from reco.maintenance import queries
 from reco.maintenance.component import Maintainer
 from reco.observability import metrics
-from reco.observability.readiness import Readiness
 from reco.settings import Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 DAY = 24 * 3600.0
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    db = Database(settings.database, Readiness(), migrate=settings.should_migrate_on_start)
-    await db.open()
-    try:
-        yield db
-    finally:
-        await db.aclose()
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 def maintainer(settings: Settings, database: Database, **changes: Any) -> Maintainer:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -38,15 +37,6 @@ SQL = settings(
     max_examples=150, derandomize=True, database=None, deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )  # fmt: skip
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 def _row(log_score: float, at: dt.datetime) -> aggregates.PopularityRow:
