@@ -113,6 +113,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, default=None,
                         help="record the server with py-spy during the main run (.svg, .txt or .json)")  # fmt: skip
     parser.add_argument("--open-loop-seconds", type=float, default=15.0)
+    parser.add_argument("--open-loop-sweep", type=str, default="",
+                        help="fractions of the capacity (e.g. 0.1,0.2,0.3) run open loop first, "
+                             "each printed on its own: where the tail bends")  # fmt: skip
     parser.add_argument("--impressions", type=int, default=30_000,
                         help="impressions pushed through the writer and relay (0: skip)")  # fmt: skip
     parser.add_argument("--no-bare", action="store_true", help="no bare Quart app ceiling")
@@ -337,6 +340,10 @@ def measure(args: argparse.Namespace, server: Server, database_url: str,
     before = server_counters(server)
     results = run_all(args, server, bare, users)
     after = server_counters(server)
+    for fraction in (float(f) for f in args.open_loop_sweep.split(",") if f.strip()):
+        swept = run_open_loop(args, server, users, results.capacity * fraction)
+        if swept is not None:
+            print(f"open-loop sweep {fraction:.2f} x capacity: {open_loop_line(swept)}", flush=True)
     open_loop = run_open_loop(args, server, users, results.capacity / 2)
     report(args, results, engine, {k: after[k] - before.get(k, 0.0) for k in after}, open_loop)
     LAST_CAPACITY.append(results.capacity)
@@ -445,6 +452,15 @@ def server_counters(server: Server) -> dict[str, float]:
     return {
         name: sum(float(v) for v in pattern.findall(text)) for name, pattern in COUNTERS.items()
     }
+
+
+def open_loop_line(result: dict[str, Any]) -> str:
+    """One open-loop run's figures on a line."""
+    return (f"{result['rate']:.0f} req/s for {result['seconds']:g} s: p50 {result['p50_ms']:.2f} ms, "
+            f"p90 {result['p90_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
+            f"p99.9 {result['p999_ms']:.2f} ms, max {result['max_ms']:.2f} ms; "
+            f"statuses {result['statuses']}, errors {result['errors']}, "
+            f"{result['connections']} connections")  # fmt: skip
 
 
 def run_open_loop(args: argparse.Namespace, server: Server, users: list[str],
@@ -583,11 +599,6 @@ def report(args: argparse.Namespace, results: Results, engine: tuple[list[float]
     if open_loop is not None:
         p50_c1 = results.recs_c1.p50_ms
         bad = open_loop["sent"] - open_loop["statuses"].get("200", 0)
-        print(f"open loop at {open_loop['rate']:.0f} req/s (half the capacity) for "
-              f"{open_loop['seconds']:g} s: p50 {open_loop['p50_ms']:.2f} ms, "
-              f"p90 {open_loop['p90_ms']:.2f} ms, p99 {open_loop['p99_ms']:.2f} ms, "
-              f"p99.9 {open_loop['p999_ms']:.2f} ms, max {open_loop['max_ms']:.2f} ms; "
-              f"statuses {open_loop['statuses']}, errors {open_loop['errors']}, "
-              f"{open_loop['connections']} connections")  # fmt: skip
+        print(f"open loop (half the capacity): {open_loop_line(open_loop)}")
         print(f"open-loop p99 / one-connection p50: {open_loop['p99_ms'] / p50_c1:.1f}x; "
               f"target <= 5x with no error (non-200 or failed: {bad})")  # fmt: skip
