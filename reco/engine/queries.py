@@ -29,20 +29,21 @@ FROM (SELECT coalesce((SELECT version FROM user_versions WHERE user_id = $1), 0)
 """
 
 # The top-K neighbours of each seed by raw weight (two index ranges each: the
-# pair is stored once), joined with what scoring needs; inactive items drop
-# out here. The caller caches the result per item (reco/engine/recommender.py).
+# pair is stored once; each range read in weight order by sql/0008's indexes and
+# cut at K, so a popular item costs about 2K index rows, not its whole pair
+# range), joined with what scoring needs; inactive items drop out here. The caller caches the result per item (reco/engine/recommender.py).
 # Weights are in PAIR_EPOCH's units (reco/engine/aggregates.py), as stored: scoring is
 # scale-free, so the cached lists need no "now" (see neighbours()).
 _NEIGHBOURS = f"""
 SELECT s.seed, n.weight, ps.user_count AS seed_users, {_ITEM_COLUMNS}
 FROM unnest($1::text[]) AS s(seed)
 CROSS JOIN LATERAL (
-    SELECT u.other, u.weight FROM (
-        SELECT other_item_id AS other, weight FROM item_cooccurrence WHERE item_id = s.seed
-        UNION ALL
-        SELECT item_id, weight FROM item_cooccurrence WHERE other_item_id = s.seed
-    ) AS u
-    ORDER BY u.weight DESC, u.other LIMIT $2
+    (SELECT other_item_id AS other, weight FROM item_cooccurrence WHERE item_id = s.seed
+     ORDER BY weight DESC, other_item_id LIMIT $2)
+    UNION ALL
+    (SELECT item_id, weight FROM item_cooccurrence WHERE other_item_id = s.seed
+     ORDER BY weight DESC, item_id LIMIT $2)
+    ORDER BY weight DESC, other LIMIT $2
 ) AS n
 JOIN items i ON i.item_id = n.other
 JOIN item_popularity p ON p.item_id = n.other
