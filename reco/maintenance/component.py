@@ -5,10 +5,12 @@ Every instance runs one; each pass is one transaction under
 that finds the lock held skips its pass (``outcome="skipped"``), so passes
 never overlap and a dead instance's work is done by the next pass of any
 other. A pass is idempotent: it creates the daily partitions of today and
-``RECO_PARTITIONS_AHEAD`` days ahead that are missing (and of any day whose
-rows wait in a DEFAULT partition, which moves them), then drops every
+``RECO_PARTITIONS_AHEAD`` days ahead that are missing (and of any day within
+retention whose rows wait in a DEFAULT partition, which moves them), deletes
+the DEFAULT partition's rows of expired days (in chunks: normally there are
+none; ``reco_maintenance_default_rows_deleted_total``), then drops every
 partition wholly older than its table's retention (``DROP TABLE`` of the
-partition, never a row delete). Its DDL waits at most
+partition). Its DDL waits at most
 ``RECO_MAINTENANCE_LOCK_TIMEOUT`` for a table lock, so a long transaction
 of the consumer delays a pass, never the consumer for long.
 
@@ -56,6 +58,7 @@ class Pass:
     ran: bool
     created: tuple[str, ...] = ()
     dropped: tuple[str, ...] = ()
+    deleted: int = 0  # expired rows deleted from DEFAULT partitions
 
 
 def partitioned(settings: MaintenanceSettings) -> tuple[Partitioned, ...]:
@@ -121,19 +124,28 @@ class Maintainer:
             await conn.execute(f"SET LOCAL lock_timeout = {int(self.settings.lock_timeout * 1000)}")
             created: list[str] = []
             dropped: list[str] = []
+            deleted: dict[str, int] = {}
             now, today = await queries.today(conn)
             for part in self.tables:
-                created += await self._create(conn, part, today)
+                keep_from = queries.cutoff_day(now, part.retention)
+                created += await self._create(conn, part, today, keep_from)
+                if n := await queries.delete_expired_default(conn, part, keep_from):
+                    deleted[part.table] = n
                 dropped += await self._drop(conn, part, now)
-        if created or dropped:
-            log.info("maintenance pass", created=created, dropped=dropped)
-        return Pass(ran=True, created=tuple(created), dropped=tuple(dropped))
+        # counted once committed: a pass that rolls back deleted nothing
+        for table, n in deleted.items():
+            metrics.maintenance_default_rows_deleted.add({"table": table}, n)
+        if created or dropped or deleted:
+            log.info("maintenance pass", created=created, dropped=dropped, deleted=deleted)
+        return Pass(ran=True, created=tuple(created), dropped=tuple(dropped),
+                    deleted=sum(deleted.values()))  # fmt: skip
 
     async def _create(
-        self, conn: asyncpg.Connection, part: Partitioned, today: dt.date
+        self, conn: asyncpg.Connection, part: Partitioned, today: dt.date, keep_from: dt.date
     ) -> list[str]:
         days = {today + dt.timedelta(days=i) for i in range(self.settings.partitions_ahead + 1)}
-        days.update(await queries.default_days(conn, part))
+        # an expired day's DEFAULT rows are deleted, not given a partition to drop
+        days.update(d for d in await queries.default_days(conn, part) if d >= keep_from)
         created = []
         for day in sorted(days):
             if await queries.create(conn, part, day):

@@ -4,7 +4,9 @@
 are partitioned by UTC day (sql/0006, sql/0007); partition ``<table>_pYYYYMMDD``
 holds that day, ``<table>_default`` whatever arrived for a day without one.
 Creating goes through ``reco_partition_create()`` (sql/0006), which also
-moves the DEFAULT partition's rows of that day into the new partition.
+moves the DEFAULT partition's rows of that day into the new partition. Rows
+of an expired day in the DEFAULT partition are deleted there, in chunks
+(``delete_expired_default``): no partition is made only to be dropped.
 """
 
 from __future__ import annotations
@@ -78,14 +80,43 @@ async def partitions(conn: asyncpg.Connection, table: str) -> dict[str, dt.date]
     return days
 
 
+def cutoff_day(now: dt.datetime, retention: float) -> dt.date:
+    """The first day kept: the UTC day of ``now - retention`` (earlier days are expired)."""
+    return (now.astimezone(dt.UTC) - dt.timedelta(seconds=retention)).date()
+
+
 def expired(day: dt.date, now: dt.datetime, retention: float) -> bool:
     """Every row of ``day`` (received before the next UTC midnight) is older than retention.
 
     Rows of day d were stamped before d+1 00:00 UTC; that is at or before the
     cutoff ``now - retention`` exactly when d is before the cutoff's UTC day.
     """
-    cutoff = now.astimezone(dt.UTC) - dt.timedelta(seconds=retention)
-    return day.toordinal() < cutoff.date().toordinal()
+    return day.toordinal() < cutoff_day(now, retention).toordinal()
+
+
+# rows per DELETE of expired DEFAULT rows: each statement's work and WAL stay bounded
+DEFAULT_DELETE_CHUNK = 10_000
+
+
+async def delete_expired_default(
+    conn: asyncpg.Connection, part: Partitioned, before: dt.date, chunk: int = DEFAULT_DELETE_CHUNK
+) -> int:
+    """Delete the DEFAULT partition's rows of days before ``before``; how many.
+
+    ``chunk`` rows per statement (by ``ctid``: the DEFAULT partition has no index
+    on the day), until a statement deletes fewer.
+    """
+    total = 0
+    while True:
+        status = await conn.execute(
+            f"DELETE FROM {part.table}_default WHERE ctid = ANY(ARRAY("
+            f"SELECT ctid FROM {part.table}_default WHERE {part.day_of} < $1 LIMIT $2))",
+            before, chunk,
+        )  # fmt: skip
+        deleted = int(status.split()[-1])
+        total += deleted
+        if deleted < chunk:
+            return total
 
 
 async def drop(conn: asyncpg.Connection, partition: str) -> None:

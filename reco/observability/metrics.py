@@ -208,6 +208,10 @@ maintenance_partitions_created = _counter(
 maintenance_partitions_dropped = _counter(
     "reco_maintenance_partitions_dropped_total", "Partitions dropped past retention, by table."
 )
+maintenance_default_rows_deleted = _counter(
+    "reco_maintenance_default_rows_deleted_total",
+    "Rows of expired days deleted from a DEFAULT partition (none made to drop), by table.",
+)
 outbox_pruned = _counter(
     "reco_outbox_pruned_total", "Published outbox rows deleted past RECO_OUTBOX_RETENTION."
 )

@@ -133,6 +133,57 @@ class TestRetention:
             "SELECT reco_partition_create('watch_events', 'received_day', $1)", far
         )
 
+    async def test_expired_default_rows_are_deleted_and_get_no_partition(
+        self, settings: Settings, database: Database, conn: asyncpg.Connection
+    ) -> None:
+        """DEFAULT rows of an expired day go by DELETE (in chunks); those within the window
+        move into their new partition; no partition is made for an expired day."""
+        today = await db_today(conn)
+        old, recent = today - dt.timedelta(days=40), today - dt.timedelta(days=2)
+        assert f"watch_events_p{recent:%Y%m%d}" not in await partition_names(conn, "watch_events")
+        await conn.execute(
+            "INSERT INTO watch_events (event_id, user_id, item_id, occurred_at, received_day) "
+            "SELECT 'old-' || g, 'u', 'i', now(), $1::date FROM generate_series(1, 25) g "
+            "UNION ALL SELECT 'recent', 'u', 'i', now(), $2::date",
+            old, recent,
+        )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO impressions (recommendation_id, endpoint, algorithm, items, served_at) "
+            "VALUES (gen_random_uuid(), 'e', 'a', '[]', now() - interval '30 days')"
+        )
+        before = value(metrics.maintenance_default_rows_deleted, {"table": "watch_events"})
+        tables = maintainer(settings, database, watch_event_retention=7 * DAY).tables
+        deleted = await queries.delete_expired_default(conn, tables[0], old, chunk=4)
+        assert deleted == 0  # strictly before: the day itself is kept
+        done = await maintainer(settings, database, watch_event_retention=7 * DAY).pass_once()
+        assert done.deleted == 26  # 25 watch events, 1 impression
+        names = await partition_names(conn, "watch_events")
+        assert f"watch_events_p{old:%Y%m%d}" not in names
+        assert f"watch_events_p{old:%Y%m%d}" not in done.created + done.dropped
+        assert f"watch_events_p{recent:%Y%m%d}" in names
+        assert await conn.fetchval("SELECT count(*) FROM watch_events_default") == 0
+        assert await conn.fetchval("SELECT count(*) FROM impressions_default") == 0
+        assert (
+            await conn.fetchval(f"SELECT event_id FROM watch_events_p{recent:%Y%m%d}") == "recent"
+        )
+        after = value(metrics.maintenance_default_rows_deleted, {"table": "watch_events"})
+        assert after - before == 25
+
+    async def test_expired_default_rows_are_deleted_in_chunks(
+        self, settings: Settings, conn: asyncpg.Connection, database: Database
+    ) -> None:
+        today = await db_today(conn)
+        old = today - dt.timedelta(days=40)
+        await conn.execute(
+            "INSERT INTO watch_events (event_id, user_id, item_id, occurred_at, received_day) "
+            "SELECT 'old-' || g, 'u', 'i', now(), $1::date FROM generate_series(1, 9) g",
+            old,
+        )
+        part = maintainer(settings, database).tables[0]
+        assert await queries.delete_expired_default(conn, part, today, chunk=4) == 9
+        assert await queries.delete_expired_default(conn, part, today, chunk=3) == 0
+        assert await conn.fetchval("SELECT count(*) FROM watch_events") == 0
+
     async def test_two_maintainers_at_once_are_safe(
         self, settings: Settings, database: Database, conn: asyncpg.Connection
     ) -> None:
