@@ -7,6 +7,13 @@ meanwhile is either wholly in or wholly out), adds the pending co-occurrence
 increments to ``item_cooccurrence`` as a fold would (it writes nothing), and
 compares them with a recomputation (reco/engine/audit.py). Exit status 0 when
 equal, 1 with a readable diff otherwise.
+
+Exact or lower-bound mode (reco/engine/audit.py): lower bound when retention
+may have dropped events, i.e. the database's first migration was applied
+before the first day ``RECO_WATCH_EVENT_RETENTION`` keeps (maintenance drops
+only days before that, and no row was received before the database existed).
+This errs towards lower bound (a check that is weaker, never false); a
+retention once set shorter than now would need lower bound and is not seen.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from reco.db.pool import connect
 from reco.engine import audit, queries
 from reco.engine.aggregates import HistoryRow, PopularityRow, pair_scale
 from reco.events import WatchEvent
+from reco.maintenance.queries import cutoff_day
 from reco.settings import Settings
 
 EXIT_DIFFERENT = 1
@@ -51,29 +59,48 @@ async def read_stored(conn: asyncpg.Connection, *, statement_timeout: float) -> 
     return audit.Aggregates(history, popularity, audit.stored_pairs(folded, pending))
 
 
+async def may_have_dropped(conn: asyncpg.Connection, retention: float) -> bool:
+    """Could retention have dropped watch events yet (see the module docstring)?"""
+    row = await conn.fetchrow(
+        "SELECT now() AS now, (min(applied_at) AT TIME ZONE 'UTC')::date AS born "
+        "FROM schema_migrations"
+    )
+    assert row is not None
+    return row["born"] is not None and row["born"] < cutoff_day(row["now"], retention)
+
+
 async def check(
-    conn: asyncpg.Connection, *, statement_timeout: float, weight_floor: float = 0.0
+    conn: asyncpg.Connection,
+    *,
+    statement_timeout: float,
+    weight_floor: float = 0.0,
+    lower_bound: bool = False,
 ) -> tuple[audit.Diff, int]:
     """The diff between the stored aggregates and a recomputation, and the events read;
-    ``weight_floor`` is the folder's (``RECO_COOCCURRENCE_WEIGHT_FLOOR``, 0: exact)."""
+    ``weight_floor`` is the folder's (``RECO_COOCCURRENCE_WEIGHT_FLOOR``, 0: exact);
+    ``lower_bound``: stored only has to cover the kept events (reco/engine/audit.py)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         # A whole-table read can outlast the service's statement timeout: the fold's bound.
         await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
         events = await read_events(conn, statement_timeout=statement_timeout)
         stored = await read_stored(conn, statement_timeout=statement_timeout)
         below = weight_floor * pair_scale(await queries.prune_instant(conn))
-    return audit.compare(audit.recompute(events), stored, below), len(events)
+    expected = audit.recompute(events)
+    if lower_bound:
+        expected = audit.whole_users_pairs(events, expected, stored)
+    return audit.compare(expected, stored, below, lower_bound), len(events)
 
 
 async def check_command(settings: Settings) -> int:
     conn = await connect(settings.database, "reco-check-aggregates")
     try:
+        lower = await may_have_dropped(conn, settings.maintenance.watch_event_retention)
         diff, events = await check(
             conn, statement_timeout=settings.folder.timeout,
-            weight_floor=settings.folder.weight_floor,
+            weight_floor=settings.folder.weight_floor, lower_bound=lower,
         )  # fmt: skip
     finally:
         await conn.close()
-    for line in audit.summary(diff, events, SHOWN):
+    for line in audit.summary(diff, events, SHOWN, lower):
         print(line)
     return 0 if diff.equal else EXIT_DIFFERENT

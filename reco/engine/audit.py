@@ -1,5 +1,15 @@
 """Recompute the aggregates from the events and compare: pure functions, no I/O.
 
+Two modes. Exact: every stored row equals its recomputation. Lower bound, for
+when retention may have dropped events (reco/audit.py decides): the stored
+aggregates still count the dropped events, so each recomputed row must be
+stored and be no less than the kept events imply (counts, ``log_score``,
+``last_*`` at least, ``first_watched_at`` at most, pair weights at least but
+for the pruned-pair excuse); a stored row no kept event implies is fine.
+Pairs are not monotone in the events (a dropped first watch makes a later one
+first, with another window), so there they come only from the users whose
+stored history the kept events explain in full (``whole_users_pairs``).
+
 ``reco check-aggregates`` (reco/audit.py) reads ``watch_events`` and the
 incrementally maintained tables in one snapshot and hands them here. The
 recomputation replays each user's events in time order (``occurred_at``, then
@@ -84,19 +94,42 @@ def recompute(events: Iterable[WatchEvent]) -> Aggregates:
     return Aggregates(history, popularity, pairs)
 
 
-def compare(expected: Aggregates, stored: Aggregates, pruned_below: float = 0.0) -> Diff:
+def whole_users_pairs(
+    events: Sequence[WatchEvent], expected: Aggregates, stored: Aggregates
+) -> Aggregates:
+    """``expected`` with pairs recomputed from the users none of whose events were dropped.
+
+    A user lost events when a stored history row of theirs counts more watches than
+    the kept events do, or has none left; the others' pairs are a lower bound of the
+    stored sums (every user adds weight >= 0).
+    """
+    partial = {
+        user
+        for (user, item), row in stored.history.items()
+        if (user, item) not in expected.history or expected.history[(user, item)].count < row.count
+    }
+    pairs = recompute(e for e in events if e.user_id not in partial).cooccurrence
+    return attrs.evolve(expected, cooccurrence=pairs)
+
+
+def compare(
+    expected: Aggregates, stored: Aggregates, pruned_below: float = 0.0, lower_bound: bool = False
+) -> Diff:
     """What ``stored`` gets wrong, table by table (``expected`` is the recomputation).
 
     ``pruned_below`` (stored units: the floor times ``pair_scale`` of now, 0 when the
     folder never prunes) excuses a pair stored below its recomputed weight by less than
     that: the folder deleted it when its weight read below the floor (and whatever was
     stored since came after). Every other pair is compared exactly, as before.
+    ``lower_bound``: stored only has to cover ``expected`` (module docstring).
     """
-    history = _compare_rows("user_history", expected.history, stored.history, _history_fields)
-    popularity = _compare_rows(
-        "item_popularity", expected.popularity, stored.popularity, _popularity_fields
+    history = _compare_rows(
+        "user_history", expected.history, stored.history, _history_fields, lower_bound
     )
-    pairs = _compare_pairs(expected.cooccurrence, stored.cooccurrence, pruned_below)
+    popularity = _compare_rows(
+        "item_popularity", expected.popularity, stored.popularity, _popularity_fields, lower_bound
+    )
+    pairs = _compare_pairs(expected.cooccurrence, stored.cooccurrence, pruned_below, lower_bound)
     counts = {"user_history": len(history), "item_popularity": len(popularity),
               "item_cooccurrence": len(pairs)}  # fmt: skip
     return Diff(tuple(history + popularity + pairs), counts)
@@ -118,14 +151,26 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
+def _covers(name: str, want: object, have: object) -> bool:
+    """``have`` (stored) accounts for at least what ``want`` (recomputed) does."""
+    if _same(want, have):
+        return True
+    if name == "first_watched_at":
+        return bool(have <= want)  # type: ignore[operator]
+    return bool(have >= want)  # type: ignore[operator]
+
+
 def _compare_rows(
     table: str,
     expected: Mapping[K, R],
     stored: Mapping[K, R],
     fields: Callable[[R], dict[str, object]],
+    lower_bound: bool = False,
 ) -> list[str]:
     lines = []
     for key in sorted(set(expected) | set(stored), key=repr):
+        if lower_bound and key not in expected:
+            continue  # built from events retention dropped
         if key not in stored:
             lines.append(f"{table} {_key(key)}: missing (recomputed {_row(fields(expected[key]))})")
         elif key not in expected:
@@ -137,17 +182,24 @@ def _compare_rows(
             lines += [
                 f"{table} {_key(key)}: {name} stored {_show(had[name])}, recomputed {_show(value)}"
                 for name, value in wanted.items()
-                if not _same(value, had[name])
+                if not (_covers if lower_bound else lambda _n, a, b: _same(a, b))(
+                    name, value, had[name]
+                )
             ]
     return lines
 
 
 def _compare_pairs(
-    expected: Mapping[Pair, float], stored: Mapping[Pair, float], pruned_below: float
+    expected: Mapping[Pair, float],
+    stored: Mapping[Pair, float],
+    pruned_below: float,
+    lower_bound: bool = False,
 ) -> list[str]:
     lines = []
     for pair in sorted(set(expected) | set(stored)):
         want, have = expected.get(pair, 0.0), stored.get(pair, 0.0)
+        if lower_bound and have >= want:
+            continue
         # Relative only: weights are in PAIR_EPOCH's units (1e-13 for a pair of 1997), and
         # a sum of positive terms has a relative error whatever its order.
         if not math.isclose(want, have, rel_tol=REL_TOLERANCE) and not (
@@ -181,8 +233,17 @@ def stored_pairs(
     return pairs
 
 
-def summary(diff: Diff, events: int, limit: int) -> Sequence[str]:
-    """The report ``reco check-aggregates`` prints: counts, then the first ``limit`` lines."""
+def summary(diff: Diff, events: int, limit: int, lower_bound: bool = False) -> Sequence[str]:
+    """The report ``reco check-aggregates`` prints: mode, counts, the first ``limit`` lines."""
+    mode = (
+        "mode: lower bound (retention may have dropped events; stored must cover the rest)"
+        if lower_bound
+        else "mode: exact (watch_events holds the full history)"
+    )
+    return [mode, *_verdict(diff, events, limit)]
+
+
+def _verdict(diff: Diff, events: int, limit: int) -> Sequence[str]:
     if diff.equal:
         return [f"aggregates match a recomputation from {events} watch events"]
     counts = ", ".join(f"{table} {n}" for table, n in diff.counts.items() if n)

@@ -112,6 +112,49 @@ class TestPruned:
         assert diff.lines[0].startswith("item_cooccurrence a/c: weight stored")
 
 
+class TestAfterRetention:
+    """Events of an old day dropped (as maintenance does): the aggregates still count them."""
+
+    async def drop_u1s_first_day(self, conn: asyncpg.Connection) -> None:
+        await ingest(conn)
+        old = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date - 40")
+        await conn.fetchval("SELECT reco_partition_create('watch_events', 'received_day', $1)", old)
+        await conn.execute(
+            "UPDATE watch_events SET received_day = $1 WHERE event_id IN ('u1-0', 'u1-1')", old
+        )
+        await conn.execute(f"DROP TABLE watch_events_p{old:%Y%m%d}")
+
+    async def test_exact_reports_the_dropped_lower_bound_does_not(
+        self, conn: asyncpg.Connection
+    ) -> None:
+        await self.drop_u1s_first_day(conn)
+        exact, _ = await audit.check(conn, statement_timeout=30)
+        assert not exact.equal
+        lower, events = await audit.check(conn, statement_timeout=30, lower_bound=True)
+        assert lower.equal, lower.lines
+        assert events == 24
+
+    async def test_stored_below_the_kept_events_is_still_reported(
+        self, conn: asyncpg.Connection
+    ) -> None:
+        await self.drop_u1s_first_day(conn)
+        await conn.execute("UPDATE item_popularity SET watch_count = 1 WHERE item_id = 'b'")
+        await conn.execute("DELETE FROM user_history WHERE user_id = 'u2' AND item_id = 'e'")
+        await conn.execute("UPDATE item_cooccurrence SET weight = weight / 2")
+        await conn.execute("UPDATE item_cooccurrence_deltas SET weight = weight / 2")
+        diff, _ = await audit.check(conn, statement_timeout=30, lower_bound=True)
+        assert diff.counts["user_history"] == 1
+        assert "item_popularity b: watch_count stored 1" in "\n".join(diff.lines)
+        assert diff.counts["item_cooccurrence"] > 0
+
+    async def test_the_mode_follows_the_database_age(self, conn: asyncpg.Connection) -> None:
+        day = 24 * 3600.0
+        assert not await audit.may_have_dropped(conn, 30 * day)
+        await conn.execute("UPDATE schema_migrations SET applied_at = now() - interval '31 days'")
+        assert await audit.may_have_dropped(conn, 30 * day)
+        assert not await audit.may_have_dropped(conn, 33 * day)
+
+
 class TestCommand:
     def run(self, database_url: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -127,12 +170,16 @@ class TestCommand:
         done = self.run(database_url)
         assert (done.returncode, done.stdout) == (
             0,
-            "aggregates match a recomputation from 26 watch events\n",
+            (
+                "mode: exact (watch_events holds the full history)\n"
+                "aggregates match a recomputation from 26 watch events\n"
+            ),
         )
         await conn.execute("DELETE FROM user_history WHERE user_id = 'u2' AND item_id = 'e'")
         done = self.run(database_url)
         assert done.returncode == 1
         assert done.stdout.splitlines() == [
+            "mode: exact (watch_events holds the full history)",
             "aggregates differ from a recomputation from 26 watch events (user_history 1):",
             (
                 "  user_history u2/e: missing (recomputed first_watched_at=2026-01-01T00:03:00"

@@ -51,7 +51,7 @@ class TestCompare:
         )
         diff = audit.compare(want, have)
         assert diff.lines == ("item_cooccurrence b/c: weight stored 0.5, recomputed 0.0",)
-        assert audit.summary(diff, 4, 10)[0] == (
+        assert audit.summary(diff, 4, 10)[1] == (
             "aggregates differ from a recomputation from 4 watch events (item_cooccurrence 1):"
         )
 
