@@ -174,7 +174,9 @@ MAINTENANCE = [
           [(f"time() - max(reco_maintenance_last_success_timestamp_seconds{{{SEL}}})", "age")]),
     panel("Partitions created / dropped", "ops",
           [(rate("reco_maintenance_partitions_created_total", by="table"), "created {{table}}"),
-           (rate("reco_maintenance_partitions_dropped_total", by="table"), "dropped {{table}}")]),
+           (rate("reco_maintenance_partitions_dropped_total", by="table"), "dropped {{table}}"),
+           (rate("reco_maintenance_default_rows_deleted_total", by="table"),
+            "expired DEFAULT rows deleted {{table}}")]),
     panel("Outbox rows pruned", "ops", [(rate("reco_outbox_pruned_total"), "pruned")],
           "Published rows past RECO_OUTBOX_RETENTION, deleted by the relay's leader."),
 ]  # fmt: skip

@@ -125,7 +125,7 @@ ALLOWED = {
     "reco.impressions": {"reco.outbox", "reco.db"},
     "reco.outbox": {"reco.db", "reco.kafka"},
     "reco.engine": {"reco.db"},
-    "reco.audit": {"reco.engine", "reco.db"},
+    "reco.audit": {"reco.engine", "reco.db", "reco.maintenance"},
     "reco.training": {"reco.db"},
     "reco.kafka": set(),
     "reco.db": set(),
