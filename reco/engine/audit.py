@@ -160,6 +160,11 @@ def _covers(name: str, want: object, have: object) -> bool:
     return bool(have >= want)  # type: ignore[operator]
 
 
+def _equals(_name: str, want: object, have: object) -> bool:
+    """``have`` (stored) is ``want`` (recomputed): the exact mode's test."""
+    return _same(want, have)
+
+
 def _compare_rows(
     table: str,
     expected: Mapping[K, R],
@@ -167,6 +172,7 @@ def _compare_rows(
     fields: Callable[[R], dict[str, object]],
     lower_bound: bool = False,
 ) -> list[str]:
+    agrees = _covers if lower_bound else _equals
     lines = []
     for key in sorted(set(expected) | set(stored), key=repr):
         if lower_bound and key not in expected:
@@ -182,9 +188,7 @@ def _compare_rows(
             lines += [
                 f"{table} {_key(key)}: {name} stored {_show(had[name])}, recomputed {_show(value)}"
                 for name, value in wanted.items()
-                if not (_covers if lower_bound else lambda _n, a, b: _same(a, b))(
-                    name, value, had[name]
-                )
+                if not agrees(name, value, had[name])
             ]
     return lines
 

@@ -30,8 +30,10 @@ FROM (SELECT coalesce((SELECT version FROM user_versions WHERE user_id = $1), 0)
 
 # The top-K neighbours of each seed by raw weight (two index ranges each: the
 # pair is stored once; each range read in weight order by sql/0008's indexes and
-# cut at K, so a popular item costs about 2K index rows, not its whole pair
-# range), joined with what scoring needs; inactive items drop out here. The caller caches the result per item (reco/engine/recommender.py).
+# cut at K in its own subquery, so a popular item costs about 2K index rows, not
+# its whole pair range; one ORDER BY ... LIMIT over both read every row), joined
+# with what scoring needs; inactive items drop out here. The caller caches the
+# result per item (reco/engine/recommender.py).
 # Weights are in PAIR_EPOCH's units (reco/engine/aggregates.py), as stored: scoring is
 # scale-free, so the cached lists need no "now" (see neighbours()).
 _NEIGHBOURS = f"""

@@ -91,7 +91,7 @@ def expired(day: dt.date, now: dt.datetime, retention: float) -> bool:
     Rows of day d were stamped before d+1 00:00 UTC; that is at or before the
     cutoff ``now - retention`` exactly when d is before the cutoff's UTC day.
     """
-    return day.toordinal() < cutoff_day(now, retention).toordinal()
+    return day < cutoff_day(now, retention)
 
 
 # rows per DELETE of expired DEFAULT rows: each statement's work and WAL stay bounded
